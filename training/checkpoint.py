@@ -1,0 +1,51 @@
+"""Checkpoints: written atomically, holding everything needed to rebuild the model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from training.model import CTCModel, ModelConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read; the message names the file."""
+
+
+def save_checkpoint(path: str | Path, model: CTCModel, **extra) -> None:
+    """Write model config, weights and any training state; never leaves a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format_version": FORMAT_VERSION, "model_config": model.config.to_dict(),
+             "model_state": model.state_dict(), **extra}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many kinds for a damaged file
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}); "
+                              "it may be truncated: delete it or resume from another") from e
+    if not isinstance(state, dict) or "model_config" not in state or "model_state" not in state:
+        raise CheckpointError(f"{path} is not a speechrnn checkpoint")
+    return state
+
+
+def load_model(path: str | Path) -> CTCModel:
+    """Rebuild the model of a checkpoint, in eval mode."""
+    state = load_checkpoint(path)
+    model = CTCModel(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model_state"])
+    return model.eval()

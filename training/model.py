@@ -1,0 +1,102 @@
+"""BiLSTM-CTC acoustic model over characters, front end included.
+
+`forward(audio, audio_lengths)` is the exported graph: 16 kHz waveform in,
+per-frame log-probabilities and their lengths out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from speechrnn.text import TOKENS
+from training.features import MFCC, FeatureConfig, frame_count, masked_normalize
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    stack: int = 3  # feature frames per model frame (subsampling)
+    proj_dim: int = 128
+    hidden: int = 128
+    layers: int = 2
+    dropout: float = 0.15
+    tokens: tuple[str, ...] = TOKENS
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["tokens"] = list(self.tokens)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["features"] = FeatureConfig(**d.get("features", {}))
+        d["tokens"] = tuple(d.get("tokens", TOKENS))
+        return cls(**d)
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of [batch, time, dim] within its own length."""
+    steps = torch.arange(x.shape[1], device=x.device)[None, :]
+    last = lengths[:, None] - 1
+    index = torch.where(steps <= last, last - steps, steps)
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+
+
+class BiLSTMLayer(nn.Module):
+    """A bidirectional LSTM whose backward pass never reads padded frames."""
+
+    def __init__(self, input_dim: int, hidden: int):
+        super().__init__()
+        self.forward_lstm = nn.LSTM(input_dim, hidden, batch_first=True)
+        self.backward_lstm = nn.LSTM(input_dim, hidden, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        fwd, _ = self.forward_lstm(x)
+        bwd, _ = self.backward_lstm(reverse_padded(x, lengths))
+        return torch.cat([fwd, reverse_padded(bwd, lengths)], dim=-1)
+
+
+class CTCModel(nn.Module):
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        self.mfcc = MFCC(config.features)
+        n_in = config.features.n_mfcc
+        # A strided conv over `stack` frames is frame stacking plus a linear projection.
+        self.stack = nn.Conv1d(n_in, config.proj_dim, config.stack, stride=config.stack)
+        self.layers = nn.ModuleList(
+            BiLSTMLayer(config.proj_dim if i == 0 else 2 * config.hidden, config.hidden)
+            for i in range(config.layers)
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(2 * config.hidden, len(config.tokens))
+
+    def features(self, audio: torch.Tensor, audio_lengths: torch.Tensor):
+        """Normalized MFCC [batch, frames, n_mfcc] and frame lengths."""
+        steps = torch.arange(audio.shape[1], device=audio.device)
+        audio = audio * (steps[None, :] < audio_lengths[:, None]).to(audio.dtype)
+        feats = self.mfcc(audio)
+        lengths = frame_count(audio_lengths, self.config.features.hop_length)
+        return masked_normalize(feats, lengths), lengths
+
+    def encode(self, feats: torch.Tensor, lengths: torch.Tensor):
+        """Features -> (log_probs [batch, frames, tokens], frame_lengths)."""
+        k = self.config.stack
+        x = nn.functional.pad(feats.transpose(1, 2), (0, k - 1))
+        x = torch.relu(self.stack(x)).transpose(1, 2)
+        lengths = (lengths + k - 1) // k
+        for layer in self.layers:
+            x = layer(self.dropout(x), lengths)
+        logits = self.output(self.dropout(x))
+        return torch.log_softmax(logits, dim=-1), lengths
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor):
+        feats, lengths = self.features(audio, audio_lengths)
+        return self.encode(feats, lengths)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
