@@ -1,0 +1,112 @@
+"""The training MFCC front end equals librosa's and torchaudio's MFCC with the same settings.
+
+Those two are the reference definitions; the ONNX export tests then prove the graph equals this.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+librosa = pytest.importorskip("librosa")
+torchaudio = pytest.importorskip("torchaudio")
+
+from training.features import MFCC, FeatureConfig, frame_count, masked_normalize  # noqa: E402
+
+CONFIG = FeatureConfig()
+# MFCC values reach a few hundred (c0 of a log-mel in dB); float32 leaves ~1e-4 of that.
+ATOL = 2e-3
+
+
+def speech_like(n: int, seed: int = 0, sr: int = 16000) -> np.ndarray:
+    """A gliding harmonic tone under a syllable-shaped envelope, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / sr
+    f0 = 110 + 40 * np.sin(2 * np.pi * 1.3 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    voiced = sum(np.sin(k * phase) * np.exp(-k / 8) for k in range(1, 40))
+    envelope = np.exp(-(((t - t.mean()) / max(t.max() / 4, 1e-3)) ** 2))
+    y = voiced * envelope + 0.01 * rng.standard_normal(n)
+    return (0.4 * y / np.abs(y).max()).astype(np.float32)
+
+
+def signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {
+        "speech_like_1s": speech_like(16000),
+        "speech_like_odd": speech_like(12_345, seed=2),
+        "white_noise": (0.1 * rng.standard_normal(7_777)).astype(np.float32),
+        "quiet_noise": (1e-4 * rng.standard_normal(3_000)).astype(np.float32),
+        "silence": np.zeros(2_000, np.float32),
+        "shorter_than_window": (0.1 * rng.standard_normal(250)).astype(np.float32),
+    }
+
+
+def ours(y: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return MFCC(CONFIG)(torch.from_numpy(y)[None])[0].numpy()
+
+
+def librosa_mfcc(y: np.ndarray) -> np.ndarray:
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=CONFIG.sample_rate, n_fft=CONFIG.n_fft, hop_length=CONFIG.hop_length,
+        center=True, pad_mode="constant", n_mels=CONFIG.n_mels, fmin=CONFIG.f_min,
+        fmax=CONFIG.f_max, htk=False, norm="slaney", power=2.0)
+    S = librosa.power_to_db(mel, top_db=None)
+    return librosa.feature.mfcc(S=S, n_mfcc=CONFIG.n_mfcc, dct_type=2, norm="ortho").T
+
+
+def torchaudio_mfcc(y: np.ndarray) -> np.ndarray:
+    transform = torchaudio.transforms.MFCC(
+        sample_rate=CONFIG.sample_rate, n_mfcc=CONFIG.n_mfcc, dct_type=2, norm="ortho",
+        log_mels=False,
+        melkwargs=dict(n_fft=CONFIG.n_fft, hop_length=CONFIG.hop_length, n_mels=CONFIG.n_mels,
+                       f_min=CONFIG.f_min, f_max=CONFIG.f_max, center=True,
+                       pad_mode="constant", norm="slaney", mel_scale="slaney", power=2.0))
+    transform.amplitude_to_DB.top_db = None
+    with torch.no_grad():
+        return transform(torch.from_numpy(y)[None])[0].T.numpy()
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=.*too large")
+@pytest.mark.parametrize("name", list(signals()))
+def test_matches_librosa(name):
+    y = signals()[name]
+    expected = librosa_mfcc(y)
+    got = ours(y)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(signals()))
+def test_matches_torchaudio(name):
+    y = signals()[name]
+    expected = torchaudio_mfcc(y)
+    got = ours(y)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("n", [1, 159, 160, 161, 400, 16000, 16001])
+def test_frame_count(n):
+    feats = MFCC(CONFIG)(torch.zeros(1, n))
+    assert feats.shape[1] == frame_count(n, CONFIG.hop_length) == n // CONFIG.hop_length + 1
+
+
+def test_batch_rows_are_independent():
+    a, b = speech_like(16000), speech_like(16000, seed=5)
+    with torch.no_grad():
+        batch = MFCC(CONFIG)(torch.from_numpy(np.stack([a, b])))
+    np.testing.assert_allclose(batch[1].numpy(), ours(b), atol=1e-4, rtol=0)
+
+
+def test_masked_normalize_ignores_padding():
+    feats = torch.randn(1, 50, 4) * 3 + 7
+    padded = torch.cat([feats, torch.randn(1, 20, 4) * 100], dim=1)
+    alone = masked_normalize(feats, torch.tensor([50]))
+    both = masked_normalize(padded, torch.tensor([50]))
+    torch.testing.assert_close(both[:, :50], alone, atol=1e-5, rtol=0)
+    assert both[:, 50:].abs().max() == 0
+    assert alone.mean(dim=1).abs().max() < 1e-4
+    assert (alone.std(dim=1, unbiased=False) - 1).abs().max() < 1e-3
