@@ -18,6 +18,9 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "speechrnn" / "models" 
 
 
 def load_model(path: Path) -> tuple[ort.InferenceSession, dict[str, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"model {path} does not exist; pass --model "
+                                "or export one with python -m export")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     if meta.get("speechrnn.format") != "1":
@@ -27,7 +30,10 @@ def load_model(path: Path) -> tuple[ort.InferenceSession, dict[str, str]]:
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Mono float32 at the model's rate."""
-    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, sf.LibsndfileError) as e:
+        raise ValueError(f"cannot read {path} as audio; give a WAV, FLAC or OGG file") from e
     audio = audio.mean(axis=1)
     if rate != sample_rate:
         # Linear interpolation keeps this example numpy-only; a real app should use a
