@@ -31,7 +31,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["features"] = FeatureConfig(**d.get("features", {}))
         d["tokens"] = tuple(d.get("tokens", TOKENS))

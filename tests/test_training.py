@@ -1,0 +1,230 @@
+"""Training side: manifests, splits, augmentation, config errors, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+sf = pytest.importorskip("soundfile")
+
+from training import train as train_mod  # noqa: E402
+from training.augment import AugmentConfig, Augmenter, spec_augment, trim_silence  # noqa: E402
+from training.checkpoint import CheckpointError, load_model, save_checkpoint  # noqa: E402
+from training.datasets import (  # noqa: E402
+    BucketBatchSampler,
+    read_manifest,
+    read_speech_commands,
+    split_by_speaker,
+)
+from training.model import CTCModel, ModelConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tone(seconds: float, freq: float, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def make_corpus(folder: Path, n: int = 24) -> Path:
+    """A manifest of tone clips standing for two words, by four 'voices'."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        word, freq = (("yes", 440.0), ("no", 880.0))[i % 2]
+        audio = np.concatenate([np.zeros(1600, np.float32), tone(0.4, freq),
+                                np.zeros(1600, np.float32)])
+        path = folder / f"{i}.wav"
+        sf.write(path, audio, 16000)
+        rows.append({"path": path.name, "text": word, "voice": f"v{i % 4}"})
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def tiny_config(tmp_path: Path, manifest: Path, **over) -> dict:
+    cfg = {
+        "run_dir": str(tmp_path / "run"), "output": str(tmp_path / "model.pt"),
+        "model": {"proj_dim": 16, "hidden": 16, "layers": 1},
+        "augment": {"noise_dir": None, "rir_dir": None, "p_pitch": 0.0},
+        "data": {"synth_manifest": str(manifest), "synth_held_out_voices": ["v3"],
+                 "synth_held_out_fraction": 0.0, "real": [], "validation_clips": 50},
+        "batch_size": 4, "max_epochs": 2, "warmup_steps": 2, "workers": 0, "threads": 1,
+    }
+    cfg.update(over)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return cfg
+
+
+def test_manifest_skips_missing_and_malformed_rows(tmp_path):
+    manifest = make_corpus(tmp_path / "c", n=4)
+    with open(manifest, "a") as f:
+        f.write(json.dumps({"path": "gone.wav", "text": "x"}) + "\n")
+        f.write("{not json\n")
+    utts = read_manifest(manifest)
+    assert len(utts) == 4
+    assert {u.text for u in utts} == {"yes", "no"}
+    assert all(Path(u.path).is_absolute() for u in utts)
+
+
+def test_split_by_speaker_never_splits_a_voice(tmp_path):
+    utts = read_manifest(make_corpus(tmp_path / "c", n=40))
+    train, held = split_by_speaker(utts, 0.3, always_held_out=["v0"])
+    assert {u.speaker for u in train}.isdisjoint({u.speaker for u in held})
+    assert "v0" in {u.speaker for u in held}
+    assert len(train) + len(held) == 40
+
+
+def test_speech_commands_layout(tmp_path):
+    for word, speaker in (("yes", "aa11"), ("yes", "bb22"), ("no", "aa11"), ("no", "cc33")):
+        (tmp_path / word).mkdir(exist_ok=True)
+        sf.write(tmp_path / word / f"{speaker}_nohash_0.wav", tone(0.2, 300), 16000)
+    (tmp_path / "_background_noise_").mkdir()
+    sf.write(tmp_path / "_background_noise_" / "white.wav", tone(0.2, 300), 16000)
+    (tmp_path / "validation_list.txt").write_text("yes/bb22_nohash_0.wav\n")
+    (tmp_path / "testing_list.txt").write_text("no/cc33_nohash_0.wav\n")
+    splits = read_speech_commands(tmp_path)
+    assert [u.speaker for u in splits["validation"]] == ["bb22"]
+    assert [u.text for u in splits["test"]] == ["no"]
+    assert sorted(u.text for u in splits["train"]) == ["no", "yes"]
+
+
+def test_augmenter_output_is_finite_bounded_and_varied(tmp_path):
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    sf.write(noise / "hum.wav", tone(1.0, 50, rate=8000), 8000)  # other rates are resampled
+    aug = Augmenter(AugmentConfig(noise_dir=str(noise), rir_dir=None, p_noise=1.0,
+                                  p_telephone=0.5, p_reverb=0.5, p_pitch=0.0), seed=3)
+    clean = np.concatenate([np.zeros(4000, np.float32), tone(0.5, 440)])
+    outs = [aug(clean) for _ in range(8)]
+    for out in outs:
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+        assert np.abs(out).max() <= 1.0
+        assert 0.5 * len(clean) < len(out) < 2.0 * len(clean)
+    assert len({len(o) for o in outs}) > 1  # speed and padding change the length
+
+
+def test_telephone_band_limit_removes_content_above_4khz():
+    aug = Augmenter(AugmentConfig(noise_dir=None, rir_dir=None), seed=0)
+    def rms(x):  # the middle, away from resampler edge transients
+        return float(np.sqrt(np.mean(x[2000:-2000] ** 2)))
+
+    high, low = tone(0.5, 6000), tone(0.5, 1000)
+    assert rms(aug.telephone(high)) < 0.01 * rms(high)
+    assert rms(aug.telephone(low)) > 0.5 * rms(low)
+
+
+def test_trim_silence_and_spec_augment():
+    clip = np.concatenate([np.zeros(8000, np.float32), tone(0.3, 500), np.zeros(8000)])
+    trimmed = trim_silence(clip)
+    assert 4000 <= len(trimmed) <= 5200
+    feats = torch.randn(2, 50, 30)
+    masked = spec_augment(feats, torch.tensor([50, 20]), max_time=8, max_freq=4)
+    assert masked.shape == feats.shape
+    changed = masked != feats
+    assert changed.any()
+    assert (masked[changed] == 0).all()  # masks only zero, never alter other values
+
+
+def test_bucket_sampler_covers_everything_once():
+    sampler = BucketBatchSampler([float(i % 7) for i in range(103)], batch_size=8, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(103))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "not valid JSON"), ("{}", "empty"), ("{bad", "not valid JSON"),
+    ('{"nonsense": 1}', "unknown settings"),
+])
+def test_bad_config_ends_in_one_sentence(tmp_path, capsys, content, message):
+    path = tmp_path / "c.json"
+    path.write_text(content)
+    assert train_mod.main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_config(tmp_path, capsys):
+    assert train_mod.main(["--config", str(tmp_path / "none.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_checkpoint_roundtrip_and_truncation(tmp_path):
+    model = CTCModel(ModelConfig(proj_dim=8, hidden=8, layers=1))
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model)
+    again = load_model(path)
+    audio = torch.randn(1, 8000) * 0.1
+    lengths = torch.tensor([8000])
+    assert torch.allclose(model.eval()(audio, lengths)[0], again(audio, lengths)[0])
+    assert not (tmp_path / "m.pt.tmp").exists()
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="m.pt"):
+        load_model(path)
+
+
+def test_training_runs_resumes_and_skips_nan(tmp_path, monkeypatch):
+    manifest = make_corpus(tmp_path / "corpus")
+    cfg = train_mod.load_config(None, tiny_config(tmp_path, manifest, max_epochs=1))
+    out = train_mod.train(cfg)
+    assert out.is_file()
+    load_model(out)
+    history = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
+               if x]
+    assert len(history) == 1
+    val = history[0]["val"]["synth_heldout_voices"]
+    assert set(val) >= {"loss", "cer", "command_acc"}
+
+    # A non-finite loss is skipped and counted, and training resumes at epoch 2.
+    real_encode = CTCModel.encode
+    calls = {"n": 0}
+
+    def poisoned(self, feats, lengths):
+        lp, fl = real_encode(self, feats, lengths)
+        calls["n"] += 1
+        return (lp * float("nan"), fl) if calls["n"] == 1 else (lp, fl)
+
+    monkeypatch.setattr(CTCModel, "encode", poisoned)
+    cfg2 = train_mod.load_config(None, tiny_config(tmp_path, manifest, max_epochs=2))
+    train_mod.train(cfg2)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["train_state"]
+    assert state["epoch"] == 2
+    assert state["skipped_nan"] == 1
+
+
+def test_sigkill_mid_training_then_resume(tmp_path):
+    manifest = make_corpus(tmp_path / "corpus", n=48)
+    tiny_config(tmp_path, manifest, max_epochs=40)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "training.train", "--config", str(tmp_path / "config.json")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = tmp_path / "run" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), "no checkpoint written before the kill"
+    time.sleep(0.5)  # now well inside a later epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = torch.load(last, weights_only=False)["train_state"]
+    done = state["epoch"]
+    assert done >= 1
+    # Resume with a smaller epoch limit so the test ends quickly.
+    subprocess.run(cmd + ["--set", f"max_epochs={done + 1}"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=180)
+    state = torch.load(last, weights_only=False)["train_state"]
+    assert state["epoch"] == done + 1
+    assert [h["epoch"] for h in state["history"]] == list(range(1, done + 2))
+    load_model(tmp_path / "model.pt")

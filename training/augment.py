@@ -1,0 +1,197 @@
+"""On-the-fly augmentation that makes clean synthetic speech sound like real recordings.
+
+Waveform: trim and re-pad silence, speed, pitch, reverberation, real background noise
+at 0-30 dB SNR, telephone band-limiting (8 kHz), gain. Features: SpecAugment masks.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+from scipy import signal
+
+log = logging.getLogger(__name__)
+SAMPLE_RATE = 16000
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+@dataclass
+class AugmentConfig:
+    noise_dir: str | None = "../shared/data/noise"
+    rir_dir: str | None = "../shared/data/rir"
+    p_noise: float = 0.8
+    snr_db: tuple[float, float] = (0.0, 30.0)
+    p_reverb: float = 0.3
+    p_speed: float = 0.6
+    speed: tuple[float, float] = (0.85, 1.15)
+    p_pitch: float = 0.15
+    pitch_semitones: tuple[float, float] = (-3.0, 3.0)
+    p_telephone: float = 0.25
+    gain_db: tuple[float, float] = (-18.0, 6.0)
+    pad_seconds: tuple[float, float] = (0.0, 0.4)  # silence re-added at each end
+    p_tight: float = 0.25  # share of synthetic clips cut tight to the speech, like real ones
+
+
+def _read_folder(folder: str | None) -> list[np.ndarray]:
+    """All audio files under a folder, 16 kHz mono; a missing folder gives []."""
+    if not folder or not Path(folder).is_dir():
+        if folder:
+            log.warning("augmentation folder %s not found; using generated signals only",
+                        folder)
+        return []
+    clips = []
+    for f in sorted(Path(folder).rglob("*")):
+        if f.suffix.lower() not in AUDIO_EXTENSIONS:
+            continue
+        audio, rate = sf.read(f, dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        if rate != SAMPLE_RATE:
+            audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+        if len(audio) > 0:
+            clips.append(audio)
+    return clips
+
+
+def trim_silence(audio: np.ndarray, threshold_db: float = -40.0) -> np.ndarray:
+    """Cut leading/trailing frames quieter than `threshold_db` below the peak frame."""
+    frame = 160
+    n = len(audio) // frame
+    if n < 3:
+        return audio
+    energy = (audio[: n * frame].reshape(n, frame) ** 2).mean(axis=1) + 1e-12
+    db = 10 * np.log10(energy / energy.max())
+    loud = np.flatnonzero(db > threshold_db)
+    return audio[loud[0] * frame: (loud[-1] + 1) * frame]
+
+
+def coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """White, pink or brown noise: 1/f^alpha spectrum with random alpha in [0, 2]."""
+    alpha = rng.uniform(0.0, 2.0)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(len(spec), dtype=np.float64)
+    f[0] = 1.0
+    noise = np.fft.irfft(spec / f ** (alpha / 2), n)
+    return (noise / (np.abs(noise).max() + 1e-9)).astype(np.float32)
+
+
+def synthetic_rir(rng: np.random.Generator) -> np.ndarray:
+    """Exponentially decaying noise with RT60 0.15-0.8 s: a cheap room."""
+    rt60 = rng.uniform(0.15, 0.8)
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    rir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    rir[0] = 1.0 + abs(rir[0])  # direct path
+    return rir.astype(np.float32)
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    p_speech = np.mean(speech ** 2) + 1e-10
+    p_noise = np.mean(noise ** 2) + 1e-10
+    return speech + noise * np.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))
+
+
+class Augmenter:
+    """Callable(waveform, utterance) -> augmented waveform; picklable for workers."""
+
+    def __init__(self, config: AugmentConfig | None = None, seed: int = 0):
+        config = config or AugmentConfig()
+        self.config = config
+        self.seed = seed
+        self.noises = _read_folder(config.noise_dir)
+        self.rirs = [r / (np.abs(r).max() + 1e-9) for r in _read_folder(config.rir_dir)]
+        self.rng = np.random.default_rng(seed)
+        self.babble: list[np.ndarray] = []  # recent clips, mixed into babble noise
+
+    def reseed(self, worker_seed: int) -> None:
+        self.rng = np.random.default_rng(worker_seed)
+
+    def _noise(self, n: int) -> np.ndarray:
+        rng = self.rng
+        kind = rng.random()
+        if self.noises and kind < 0.65:
+            src = self.noises[rng.integers(len(self.noises))]
+            reps = -(-n // len(src)) + 1
+            src = np.tile(src, reps)
+            start = rng.integers(0, len(src) - n + 1)
+            return src[start:start + n]
+        if len(self.babble) >= 4 and kind < 0.85:
+            out = np.zeros(n, np.float32)
+            for k in rng.choice(len(self.babble), size=rng.integers(3, 7)):
+                clip = np.resize(self.babble[k], n)
+                out += np.roll(clip, rng.integers(n)) * rng.uniform(0.3, 1.0)
+            return out
+        return coloured_noise(n, rng)
+
+    def __call__(self, audio: np.ndarray, utt=None) -> np.ndarray:
+        c, rng = self.config, self.rng
+        synthetic = utt is None or utt.source.startswith("synth")
+        if synthetic:
+            if len(self.babble) < 32:
+                self.babble.append(audio.copy())
+            else:
+                self.babble[rng.integers(32)] = audio.copy()
+            # Real recordings often start and end right at the word; teach both framings.
+            audio = trim_silence(audio)
+            lo, hi = (0.0, 0.05) if rng.random() < c.p_tight else c.pad_seconds
+            pads = (rng.uniform(lo, hi, size=2) * SAMPLE_RATE).astype(int)
+            audio = np.pad(audio, pads)
+        else:
+            pads = (rng.uniform(0, 0.15, size=2) * SAMPLE_RATE).astype(int)
+            audio = np.pad(audio, pads)
+        if rng.random() < c.p_speed:
+            factor = rng.uniform(*c.speed)
+            audio = soxr.resample(audio, SAMPLE_RATE, SAMPLE_RATE / factor, quality="LQ")
+        if rng.random() < c.p_pitch:
+            import librosa  # slow to import; only workers that need it pay
+
+            audio = librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, res_type="soxr_lq",
+                                                n_steps=rng.uniform(*c.pitch_semitones))
+        if rng.random() < c.p_reverb:
+            rir = self.rirs[rng.integers(len(self.rirs))] if self.rirs and rng.random() < 0.5 \
+                else synthetic_rir(rng)
+            wet = signal.fftconvolve(audio, rir)[: len(audio)]
+            audio = wet * (np.abs(audio).max() / (np.abs(wet).max() + 1e-9))
+        if rng.random() < c.p_noise:
+            audio = mix_at_snr(audio, self._noise(len(audio)), rng.uniform(*c.snr_db))
+        if rng.random() < c.p_telephone:
+            audio = self.telephone(audio)
+        peak = np.abs(audio).max() + 1e-9
+        gain = 10 ** (rng.uniform(*c.gain_db) / 20) * 0.5 / peak
+        audio = np.clip(audio * gain, -1.0, 1.0)
+        return audio.astype(np.float32)
+
+    def telephone(self, audio: np.ndarray) -> np.ndarray:
+        """Down to 8 kHz and back (as the runtime upsamples 8 kHz files), sometimes with a
+        300-3400 Hz channel filter."""
+        narrow = soxr.resample(audio, SAMPLE_RATE, 8000)
+        if self.rng.random() < 0.5:
+            sos = signal.butter(4, [300, 3400], btype="bandpass", fs=8000, output="sos")
+            narrow = signal.sosfilt(sos, narrow)
+        return soxr.resample(narrow, 8000, SAMPLE_RATE)
+
+
+def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, time_masks: int = 2,
+                 max_time: int = 8, freq_masks: int = 2, max_freq: int = 4) -> torch.Tensor:
+    """SpecAugment on [batch, frames, coefficients]: zero random time and feature bands."""
+    feats = feats.clone()
+    batch, frames, dims = feats.shape
+    for b in range(batch):
+        n = int(lengths[b])
+        for _ in range(time_masks):
+            width = random.randint(0, min(max_time, max(n // 8, 0)))
+            if width:
+                start = random.randint(0, n - width)
+                feats[b, start:start + width] = 0
+        for _ in range(freq_masks):
+            width = random.randint(0, max_freq)
+            if width:
+                start = random.randint(0, dims - width)
+                feats[b, :, start:start + width] = 0
+    return feats

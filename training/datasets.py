@@ -1,0 +1,210 @@
+"""Training data: JSONL manifests, the Speech Commands folder layout, speaker splits.
+
+Rows whose audio is missing or unreadable are skipped and counted, never fatal.
+Splits are made by speaker (or voice), so held-out voices are never heard in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from speechrnn.text import TOKENS, encode, normalize_text
+
+log = logging.getLogger(__name__)
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Utterance:
+    path: str
+    text: str  # normalized; "" for a clip with no speech
+    speaker: str  # voice or speaker id; the unit of train/validation splits
+    source: str
+    seconds: float = 0.0
+
+
+def read_manifest(path: str | Path, source: str | None = None) -> list[Utterance]:
+    """Rows of a JSONL manifest (`path`, `text`; optional `speaker`/`voice`, `seconds`).
+
+    Relative audio paths are taken relative to the manifest's folder. Rows whose audio
+    is missing are skipped with one log line giving the count.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} does not exist")
+    utts, missing, bad = [], 0, 0
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            audio = Path(row["path"])
+            text = normalize_text(row.get("text") or "")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            bad += 1
+            continue
+        if not audio.is_absolute():
+            audio = path.parent / audio
+        if not audio.is_file():
+            missing += 1
+            continue
+        src = source or row.get("source") or path.parent.name
+        speaker = row.get("speaker") or row.get("voice") or f"{src}:{audio.parent.name}"
+        utts.append(Utterance(str(audio), text, str(speaker), str(src),
+                              float(row.get("seconds") or 0.0)))
+    if missing or bad:
+        log.warning("%s: skipped %d rows with missing audio and %d malformed rows",
+                    path, missing, bad)
+    return utts
+
+
+def read_speech_commands(root: str | Path) -> dict[str, list[Utterance]]:
+    """Google Speech Commands layout (`word/*.wav`, validation/testing lists) -> splits.
+
+    The speaker is the file-name prefix before `_nohash_`; `_background_noise_` is skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Speech Commands folder {root} does not exist")
+
+    def listed(name: str) -> set[str]:
+        f = root / name
+        return set(f.read_text().split()) if f.is_file() else set()
+
+    val, test = listed("validation_list.txt"), listed("testing_list.txt")
+    splits: dict[str, list[Utterance]] = {"train": [], "validation": [], "test": []}
+    for wav in sorted(root.glob("*/*.wav")):
+        word = wav.parent.name
+        if word.startswith("_"):
+            continue
+        rel = f"{word}/{wav.name}"
+        split = "validation" if rel in val else "test" if rel in test else "train"
+        speaker = wav.name.split("_nohash_")[0]
+        splits[split].append(Utterance(str(wav), normalize_text(word), speaker,
+                                       "speech_commands"))
+    return splits
+
+
+def in_held_out(key: str, fraction: float, salt: str = "speechrnn") -> bool:
+    """Stable pseudo-random assignment of a speaker/voice to the held-out set."""
+    h = int(hashlib.sha1(f"{salt}:{key}".encode()).hexdigest()[:8], 16)
+    return h / 0xFFFFFFFF < fraction
+
+
+def split_by_speaker(utts: Sequence[Utterance], fraction: float,
+                     always_held_out: Sequence[str] = ()) -> tuple[list, list]:
+    """(train, held_out): whole speakers go to one side, never single clips."""
+    train, held = [], []
+    for u in utts:
+        out = u.speaker in always_held_out or in_held_out(u.speaker, fraction)
+        (held if out else train).append(u)
+    return train, held
+
+
+def load_audio(path: str) -> np.ndarray:
+    """Audio file -> 16 kHz mono float32."""
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+    return audio
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Utterances -> (waveform, token ids); an optional augment(waveform, utt) hook."""
+
+    def __init__(self, utts: Sequence[Utterance],
+                 augment: Callable[[np.ndarray, Utterance], np.ndarray] | None = None,
+                 tokens: Sequence[str] = TOKENS, max_seconds: float = 6.0):
+        self.utts = list(utts)
+        self.augment = augment
+        self.tokens = tuple(tokens)
+        self.max_samples = int(max_seconds * SAMPLE_RATE)
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __getitem__(self, i: int):
+        utt = self.utts[i]
+        try:
+            audio = load_audio(utt.path)
+        except Exception as e:  # a damaged file must not stop training
+            log.warning("skipping unreadable %s: %s", utt.path, e)
+            return None
+        if self.augment is not None:
+            audio = self.augment(audio, utt)
+        audio = audio[: self.max_samples]
+        if not np.isfinite(audio).all():
+            return None
+        return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), \
+            torch.tensor(encode(utt.text, self.tokens), dtype=torch.long), i
+
+
+def collate(items):
+    """Pad waveforms into a batch; unreadable items (None) are dropped and counted."""
+    good = [it for it in items if it is not None]
+    dropped = len(items) - len(good)
+    if not good:
+        return None
+    waves, targets, index = zip(*good)
+    lengths = torch.tensor([len(w) for w in waves])
+    batch = torch.nn.utils.rnn.pad_sequence(list(waves), batch_first=True)
+    target_lengths = torch.tensor([len(t) for t in targets])
+    return {"audio": batch, "audio_lengths": lengths, "targets": torch.cat(targets),
+            "target_lengths": target_lengths, "index": torch.tensor(index),
+            "dropped": dropped}
+
+
+def durations(utts: Sequence[Utterance]) -> list[Utterance]:
+    """Fill in missing durations from file headers (cheap; used for length bucketing)."""
+    out = []
+    for u in utts:
+        if u.seconds <= 0:
+            try:
+                u = replace(u, seconds=sf.info(u.path).duration)
+            except Exception:
+                u = replace(u, seconds=1.0)
+        out.append(u)
+    return out
+
+
+class BucketBatchSampler(torch.utils.data.Sampler):
+    """Batches of similar duration (less padding), in random order, new each epoch."""
+
+    def __init__(self, seconds: Sequence[float], batch_size: int, seed: int = 0,
+                 bucket_batches: int = 50):
+        self.seconds = list(seconds)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+        self.bucket = batch_size * bucket_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed * 1000003 + self.epoch)
+        order = list(range(len(self.seconds)))
+        rng.shuffle(order)
+        batches = []
+        for start in range(0, len(order), self.bucket):
+            chunk = sorted(order[start:start + self.bucket], key=lambda i: self.seconds[i])
+            batches += [chunk[i:i + self.batch_size]
+                        for i in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return sum(-(-min(self.bucket, len(self.seconds) - s) // self.batch_size)
+                   for s in range(0, len(self.seconds), self.bucket))

@@ -1,0 +1,485 @@
+"""Train the BiLSTM-CTC model: config file in, resumable checkpoints and metrics log out.
+
+    python -m training.train --config training/configs/default.json
+    python -m training.train --quick          # 15-minute smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from speechrnn.text import BLANK_INDEX, decode, encode, normalize_text
+from training.augment import AugmentConfig, Augmenter, spec_augment
+from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.datasets import (
+    BucketBatchSampler,
+    SpeechDataset,
+    Utterance,
+    collate,
+    durations,
+    read_manifest,
+    read_speech_commands,
+    split_by_speaker,
+)
+from training.features import FeatureConfig
+from training.model import CTCModel, ModelConfig
+
+log = logging.getLogger("training")
+CONFIG_DIR = Path(__file__).parent / "configs"
+VOCAB_DIR = Path(__file__).parent / "vocab"
+
+
+class ConfigError(Exception):
+    """An unusable config file; the message says which and why."""
+
+
+@dataclass
+class DataConfig:
+    synth_manifest: str | None = "data/synth/manifest.jsonl"
+    synth_held_out_voices: list[str] = field(
+        default_factory=lambda: ["flite:rms", "festival:ked_diphone"])
+    synth_held_out_fraction: float = 0.08  # of the espeak-ng voice x variant combinations
+    max_synth_clips: int | None = None
+    # Real recordings: a list of {"manifest": path, "repeat": n, "held_out": [...]}
+    # where held_out names whole sources/speakers or words kept for validation only.
+    real: list[dict] = field(default_factory=lambda: [{
+        "manifest": "../shared/data/speech/manifest.jsonl", "repeat": 3,
+        "held_out_sources": ["felixchenfy/ros_speech_commands_classification"],
+        "held_out_words": ["jarvis"]}])
+    speech_commands_dir: str | None = None
+    validation_clips: int = 600  # per validation set, to keep epochs short
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/default"
+    output: str = "training/checkpoints/default.pt"
+    seed: int = 1
+    model: dict = field(default_factory=dict)  # ModelConfig fields
+    augment: dict = field(default_factory=dict)  # AugmentConfig fields
+    data: DataConfig = field(default_factory=DataConfig)
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_steps: int = 300
+    weight_decay: float = 1e-5
+    grad_clip: float = 5.0
+    max_epochs: int = 12
+    patience: int = 4  # epochs without validation improvement before stopping
+    max_minutes: float = 88.0  # total training time budget across resumes
+    threads: int = 0  # torch threads; 0 = cores left after the data workers
+    workers: int = 1
+    spec_augment: bool = True
+
+
+def load_config(path: str | Path | None, overrides: dict | None = None) -> TrainConfig:
+    """Read a JSON config (every field optional) into a TrainConfig."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {path} cannot be read: {e}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON "
+                              f"(line {e.lineno}: {e.msg})") from None
+        if not isinstance(raw, dict) or not raw:
+            raise ConfigError(f"config file {path} is empty; it needs a JSON object")
+    raw.update(overrides or {})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"config {path}: unknown settings {sorted(unknown)}")
+    data = raw.pop("data", {})
+    try:
+        return TrainConfig(**raw, data=DataConfig(**data))
+    except TypeError as e:
+        raise ConfigError(f"config {path}: {e}") from None
+
+
+def build_model_config(cfg: TrainConfig) -> ModelConfig:
+    model = dict(cfg.model)
+    features = FeatureConfig(**model.pop("features", {}))
+    return ModelConfig(features=features, **model)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Corpus:
+    train: list[Utterance]
+    validation: dict[str, tuple[list[Utterance], list[str]]]  # name -> (clips, command list)
+
+
+def read_list(path: Path) -> list[str]:
+    return [normalize_text(s) for s in path.read_text().splitlines()
+            if s.strip() and not s.startswith("#")]
+
+
+def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
+    rng = random.Random(seed)
+    sc_words = read_list(VOCAB_DIR / "speech_commands.txt")
+    train: list[Utterance] = []
+    validation: dict[str, tuple[list[Utterance], list[str]]] = {}
+    if cfg.synth_manifest:
+        synth = read_manifest(cfg.synth_manifest, source="synth")
+        tr, held = split_by_speaker(synth, cfg.synth_held_out_fraction,
+                                    cfg.synth_held_out_voices)
+        if cfg.max_synth_clips:
+            tr = rng.sample(tr, min(len(tr), cfg.max_synth_clips))
+        train += tr
+        held_sc = [u for u in held if u.text in sc_words]
+        validation["synth_heldout_voices"] = (_subset(held_sc, cfg.validation_clips, rng),
+                                              sc_words)
+        log.info("synthetic: %d train clips, %d held-out (%d voices)", len(tr), len(held),
+                 len({u.speaker for u in held}))
+    for spec in cfg.real:
+        manifest = Path(spec["manifest"])
+        if not manifest.is_file():
+            log.warning("real recordings %s not found; training without them", manifest)
+            continue
+        real = read_manifest(manifest)
+        sources = set(spec.get("held_out_sources", []))
+        words = set(spec.get("held_out_words", []))
+        held = [u for u in real if u.source in sources or u.text in words]
+        tr = [u for u in real if not (u.source in sources or u.text in words)]
+        train += tr * int(spec.get("repeat", 1))
+        # Each held-out group is scored against all the words of its source.
+        for name, group in _group_held_out(held, words).items():
+            vocab = sorted({u.text for u in real if u.text and u.source == group[0].source})
+            validation[name] = (_subset(group, cfg.validation_clips, rng), vocab)
+        log.info("real %s: %d train clips (x%d), %d held out", manifest, len(tr),
+                 int(spec.get("repeat", 1)), len(held))
+    if cfg.speech_commands_dir:
+        splits = read_speech_commands(cfg.speech_commands_dir)
+        train += splits["train"]
+        validation["speech_commands"] = (_subset(splits["validation"], cfg.validation_clips,
+                                                 rng), sc_words)
+    if not train:
+        raise ConfigError("no training data found: generate the synthetic corpus first "
+                          "(python -m training.synth) or point the config to a manifest")
+    return Corpus(train, validation)
+
+
+def _subset(utts: list[Utterance], n: int, rng: random.Random) -> list[Utterance]:
+    return sorted(rng.sample(utts, n), key=lambda u: u.path) if len(utts) > n else utts
+
+
+def _group_held_out(held: list[Utterance], words: set[str]) -> dict[str, list[Utterance]]:
+    """Held-out clips by source, unseen words apart from unseen speakers."""
+    groups: dict[str, list[Utterance]] = {}
+    for u in held:
+        short = u.source.split("/")[-1].split("_")[0].split("-")[0]
+        key = f"real_{short}_unseen_words" if u.text in words else f"real_{short}"
+        groups.setdefault(key, []).append(u)
+    return groups
+
+
+def make_loader(utts, cfg: TrainConfig, augment, epoch_seed: int, train: bool):
+    ds = SpeechDataset(utts, augment=augment)
+    if train:
+        sampler = BucketBatchSampler([u.seconds for u in utts], cfg.batch_size, cfg.seed)
+        sampler.set_epoch(epoch_seed)
+        kw = {"batch_sampler": sampler}
+    else:
+        kw = {"batch_size": cfg.batch_size, "shuffle": False}
+    return torch.utils.data.DataLoader(
+        ds, collate_fn=collate, num_workers=cfg.workers if train else 0,
+        worker_init_fn=_worker_init if train else None,
+        persistent_workers=False, **kw)
+
+
+def _worker_init(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    torch.set_num_threads(1)
+    if info is not None and info.dataset.augment is not None:
+        info.dataset.augment.reseed(info.seed % 2**32)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def greedy_texts(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+    best = log_probs.argmax(-1)
+    out = []
+    for b in range(best.shape[0]):
+        ids = best[b, : lengths[b]].tolist()
+        collapsed = [t for i, t in enumerate(ids) if i == 0 or t != ids[i - 1]]
+        out.append(" ".join(decode(collapsed).split()))
+    return out
+
+
+def edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def command_scores(log_probs: torch.Tensor, lengths: torch.Tensor, commands: list[str]):
+    """CTC log-likelihood of every command for every item: [batch, commands]."""
+    b, k = log_probs.shape[0], len(commands)
+    targets = [torch.tensor(encode(c)) for c in commands]
+    lp = log_probs.transpose(0, 1).repeat_interleave(k, dim=1)  # [T, b*k, V]
+    tg = torch.cat(targets * b)
+    tl = torch.tensor([len(t) for t in targets] * b)
+    il = lengths.repeat_interleave(k)
+    nll = torch.nn.functional.ctc_loss(lp, tg, il, tl, blank=BLANK_INDEX,
+                                       reduction="none", zero_infinity=True)
+    nll[nll == 0] = float("inf")  # zero_infinity marks impossible alignments as 0
+    return -nll.view(b, k)
+
+
+@torch.no_grad()
+def evaluate(model: CTCModel, sets: dict, cfg: TrainConfig) -> dict:
+    """Per validation set: loss, character error rate, command accuracy."""
+    model.eval()
+    results = {}
+    for name, (utts, commands) in sets.items():
+        loss_sum, n_items, edits, chars, correct, scored = 0.0, 0, 0, 0, 0, 0
+        for batch in make_loader(utts, cfg, None, 0, train=False):
+            if batch is None:
+                continue
+            lp, fl = model(batch["audio"], batch["audio_lengths"])
+            loss = torch.nn.functional.ctc_loss(
+                lp.transpose(0, 1), batch["targets"], fl, batch["target_lengths"],
+                blank=BLANK_INDEX, reduction="sum", zero_infinity=True)
+            loss_sum += float(loss)
+            n_items += lp.shape[0]
+            texts = [utts[int(i)].text for i in batch["index"]]
+            for hyp, ref in zip(greedy_texts(lp, fl), texts):
+                edits += edit_distance(hyp, ref)
+                chars += max(len(ref), 1)
+            if commands:
+                best = command_scores(lp, fl, commands).argmax(1)
+                for j, ref in enumerate(texts):
+                    if ref in commands:
+                        scored += 1
+                        correct += commands[int(best[j])] == ref
+        results[name] = {"loss": loss_sum / max(n_items, 1), "cer": edits / max(chars, 1),
+                         "command_acc": correct / scored if scored else None,
+                         "clips": n_items}
+    model.train()
+    return results
+
+
+def validation_score(results: dict) -> float:
+    """Mean command accuracy over the validation sets (higher is better)."""
+    accs = [r["command_acc"] for r in results.values() if r["command_acc"] is not None]
+    return float(np.mean(accs)) if accs else -float(np.mean([r["loss"] for r in results.values()]))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak as `progress` goes 0 -> 1.
+
+    Progress is the larger of steps done and time budget used, so a run cut short by
+    its time budget still ends with a decayed learning rate.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, max(0.0, progress))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(cfg: TrainConfig, resume: bool = True) -> Path:
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    _setup_logging(run)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) - cfg.workers)
+    torch.set_num_threads(threads)
+    log.info("torch threads %d, data workers %d", threads, cfg.workers)
+
+    corpus = build_corpus(cfg.data, cfg.seed)
+    train_utts = durations(corpus.train)
+    augmenter = Augmenter(AugmentConfig(**cfg.augment), seed=cfg.seed)
+    model = CTCModel(build_model_config(cfg))
+    log.info("model: %d parameters, config %s", model.num_parameters(),
+             json.dumps(model.config.to_dict()))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(BucketBatchSampler([u.seconds for u in train_utts], cfg.batch_size))
+    total_steps = steps_per_epoch * cfg.max_epochs
+
+    state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best_score": -float("inf"),
+             "bad_epochs": 0, "skipped_nan": 0, "history": []}
+    last = run / "last.pt"
+    if resume and last.exists():
+        try:
+            ckpt = load_checkpoint(last)
+        except CheckpointError as e:
+            raise ConfigError(str(e)) from None
+        model.load_state_dict(ckpt["model_state"])
+        opt.load_state_dict(ckpt["optimizer"])
+        state = ckpt["train_state"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        log.info("resumed from %s at epoch %d (%.1f min trained)", last, state["epoch"],
+                 state["elapsed"] / 60)
+
+    budget = cfg.max_minutes * 60
+    metrics_log = open(run / "metrics.jsonl", "a")
+    model.train()
+    while state["epoch"] < cfg.max_epochs and state["elapsed"] < budget:
+        epoch = state["epoch"]
+        t0, ep_loss, ep_items, ep_dropped = time.time(), 0.0, 0, 0
+        loader = make_loader(train_utts, cfg, augmenter, epoch, train=True)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.max_epochs}", unit="batch",
+                   dynamic_ncols=True, disable=None)
+        out_of_time = False
+        for batch in bar:
+            if batch is None:
+                continue
+            ep_dropped += batch["dropped"]
+            used = (state["elapsed"] + time.time() - t0) / budget
+            for g in opt.param_groups:
+                g["lr"] = lr_at(state["step"], max(state["step"] / total_steps, used), cfg)
+            feats, lengths = model.features(batch["audio"], batch["audio_lengths"])
+            if cfg.spec_augment:
+                feats = spec_augment(feats, lengths)
+            lp, fl = model.encode(feats, lengths)
+            loss = torch.nn.functional.ctc_loss(
+                lp.transpose(0, 1), batch["targets"], fl, batch["target_lengths"],
+                blank=BLANK_INDEX, reduction="mean", zero_infinity=True)
+            if not torch.isfinite(loss):
+                state["skipped_nan"] += 1
+                log.warning("non-finite loss at step %d; batch skipped", state["step"])
+                opt.zero_grad(set_to_none=True)
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if not torch.isfinite(grad_norm):
+                state["skipped_nan"] += 1
+                log.warning("non-finite gradient at step %d; update skipped", state["step"])
+                continue
+            opt.step()
+            state["step"] += 1
+            ep_loss += loss.item() * lp.shape[0]
+            ep_items += lp.shape[0]
+            bar.set_postfix(loss=f"{ep_loss / ep_items:.3f}",
+                            lr=f"{opt.param_groups[0]['lr']:.1e}")
+            if state["elapsed"] + time.time() - t0 > budget:
+                out_of_time = True
+                break
+        state["elapsed"] += time.time() - t0
+        state["epoch"] += 1
+        results = evaluate(model, corpus.validation, cfg)
+        score = validation_score(results)
+        entry = {"epoch": state["epoch"], "step": state["step"],
+                 "train_loss": ep_loss / max(ep_items, 1), "val": results, "score": score,
+                 "minutes": state["elapsed"] / 60, "skipped_nan": state["skipped_nan"],
+                 "dropped_clips": ep_dropped, "partial_epoch": out_of_time}
+        state["history"].append(entry)
+        metrics_log.write(json.dumps(entry) + "\n")
+        metrics_log.flush()
+        log.info("epoch %d: train loss %.3f, %s, score %.4f (%.1f min)", state["epoch"],
+                 entry["train_loss"], _summary(results), score, state["elapsed"] / 60)
+        improved = score > state["best_score"]
+        if improved:
+            state["best_score"], state["bad_epochs"] = score, 0
+            save_checkpoint(run / "best.pt", model, train_state=dict(state),
+                            training_data=describe_data(cfg))
+        else:
+            state["bad_epochs"] += 1
+        save_checkpoint(last, model, optimizer=opt.state_dict(), train_state=state,
+                        torch_rng=torch.get_rng_state(), config=asdict(cfg))
+        if state["bad_epochs"] >= cfg.patience:
+            log.info("no improvement for %d epochs; stopping early", cfg.patience)
+            break
+    metrics_log.close()
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / "best.pt", output.with_name(output.name + ".tmp"))
+    os.replace(output.with_name(output.name + ".tmp"), output)
+    log.info("best model (score %.4f) written to %s", state["best_score"], output)
+    return output
+
+
+def describe_data(cfg: TrainConfig) -> str:
+    parts = []
+    if cfg.data.synth_manifest:
+        parts.append("synthetic speech (espeak-ng, flite, festival voices)")
+    parts += [f"real recordings from {Path(r['manifest']).parent.name}" for r in cfg.data.real]
+    if cfg.data.speech_commands_dir:
+        parts.append("Google Speech Commands")
+    return "; ".join(parts) + "; augmented with real noise, reverberation, 8 kHz channels"
+
+
+def _summary(results: dict) -> str:
+    return ", ".join(
+        f"{k}: cer {v['cer']:.3f}" + (f" acc {v['command_acc']:.3f}" if v["command_acc"]
+                                      is not None else "")
+        for k, v in results.items())
+
+
+def _setup_logging(run: Path) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in (logging.StreamHandler(sys.stderr), logging.FileHandler(run / "train.log")):
+        h.setFormatter(fmt)
+        root.addHandler(h)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, default=None,
+                   help="JSON config; every TrainConfig field is optional "
+                        "(default: training/configs/default.json)")
+    p.add_argument("--quick", action="store_true",
+                   help="use training/configs/quick.json: a smoke run of at most 15 minutes")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore RUN_DIR/last.pt and start over (default: resume if present)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help='override a top-level setting, e.g. --set max_minutes=30')
+    args = p.parse_args(argv)
+    path = args.config or CONFIG_DIR / ("quick.json" if args.quick else "default.json")
+    try:
+        overrides = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            try:
+                overrides[key] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key] = value
+        cfg = load_config(path, overrides)
+        train(cfg, resume=not args.fresh)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; resume with the same command (the last finished epoch is kept)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
