@@ -1,0 +1,282 @@
+"""The `speechrnn` command: `transcribe` here; `listen` and `devices` come from
+speechrnn.cli_listen when it is installed.
+
+Subcommand modules provide `add_parsers(subparsers)`; each parser they add sets
+`func=handler` with `handler(args) -> exit status`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from speechrnn.audio import AUDIO_EXTENSIONS
+
+# Kept in step with speechrnn.recognizer.DEFAULT_THRESHOLD (a test checks); not imported
+# from there so `--help` stays instant.
+DEFAULT_THRESHOLD = 0.5
+PROGRESS_MIN_FILES = 20
+
+EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE = 0, 1, 2
+
+TRANSCRIBE_EPILOG = f"""\
+output formats:
+  text   one line per file: PATH<TAB>TEXT (TEXT is empty when nothing was recognized)
+  jsonl  one JSON object per file, in input order:
+         {{"path": str, "text": str, "segments": [{{"text": str, "start": float,
+          "end": float, "confidence": float}}], "error": null or "<one sentence>"}}
+  csv    header path,start,end,text,confidence,error; one row per segment, and one row
+         with empty start/end/text for a file without any
+
+Files up to 10 seconds are decoded whole; longer ones are read in blocks and split by
+voice activity, so a file of hours needs little memory. Any sample rate, channel count
+and sample format that libsndfile reads is converted to 16 kHz mono.
+
+Every command's CTC likelihood is compared with the others and with "none of these"
+(the best free transcriptions that are not commands); a segment whose best command has
+a confidence below --threshold (default {DEFAULT_THRESHOLD}, chosen on held-out real
+recordings) is rejected, so other words and noise give no command.
+
+exit status: 0 every file was read, 1 some file could not be read (the others are still
+transcribed, and each failure is reported on stderr), 2 usage error or a model or
+commands file that cannot be used.
+
+examples:
+  speechrnn transcribe samples/
+  speechrnn transcribe --commands samples/commands.txt --format jsonl samples/*.wav
+  speechrnn transcribe --free recording.flac
+  speechrnn transcribe --jobs 4 --format csv --output results.csv recordings/
+"""
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
+    return value
+
+
+def add_transcribe_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "transcribe", help="recognize commands in audio files",
+        description="Recognize spoken commands in audio files (WAV, FLAC, OGG) or folders "
+                    "of them, with times and confidences.",
+        epilog=TRANSCRIBE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="audio file, or folder searched recursively for .wav, .flac, .ogg")
+    words = p.add_mutually_exclusive_group()
+    words.add_argument("--commands", type=Path, metavar="FILE",
+                       help="allowed commands, one a line (a word or a phrase); '#' starts a "
+                            "comment (default: the list stored in the model)")
+    words.add_argument("--free", action="store_true",
+                       help="transcribe freely, without a command list (CTC beam search)")
+    p.add_argument("--threshold", type=_threshold, metavar="X",
+                   help="confidence (0-1) below which a segment is rejected (default: "
+                        f"{DEFAULT_THRESHOLD}; with --free, 0)")
+    p.add_argument("--format", choices=("text", "jsonl", "csv"), default="text",
+                   help="output format (default: text)")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help="write results to FILE (default: stdout)")
+    p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
+                   help="files transcribed in parallel (default: 1)")
+    p.add_argument("--model", type=Path, metavar="FILE",
+                   help="ONNX model (default: the model bundled with speechrnn)")
+    p.set_defaults(func=run_transcribe)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speechrnn",
+        description="Offline speech-command recognition: transcribe files, or listen live.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_transcribe_parser(subparsers)
+    try:
+        cli_listen = importlib.import_module("speechrnn.cli_listen")
+    except ModuleNotFoundError as e:
+        if e.name != "speechrnn.cli_listen":
+            raise
+    else:
+        cli_listen.add_parsers(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("speechrnn")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+# -- inputs -------------------------------------------------------------------------
+
+
+def expand_paths(paths: Iterable[str | Path]) -> Iterator[tuple[str, str | None]]:
+    """(path, error) for every file to transcribe: folders are searched recursively and
+    sorted; a folder without audio gives its own error."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*")
+                           if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            if not found:
+                yield str(path), (f"folder {path} holds no audio files "
+                                  f"({', '.join(AUDIO_EXTENSIONS)})")
+            for p in found:
+                yield str(p), None
+        else:
+            yield str(raw), None
+
+
+# -- outputs ------------------------------------------------------------------------
+
+
+class Writer:
+    """Writes transcripts in one of the output formats, one file at a time."""
+
+    def __init__(self, out: TextIO, fmt: str):
+        self.out = out
+        self.fmt = fmt
+        if fmt == "csv":
+            self._csv = csv.writer(out, lineterminator="\n")
+            self._csv.writerow(["path", "start", "end", "text", "confidence", "error"])
+
+    def write(self, t) -> None:
+        if self.fmt == "jsonl":
+            self.out.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
+        elif self.fmt == "csv":
+            rows = [[t.path, s.start, s.end, s.text, s.confidence, ""] for s in t.segments]
+            self._csv.writerows(rows or [[t.path, "", "", "", "", t.error or ""]])
+        else:
+            self.out.write(f"{t.path}\t{t.text}\n")
+        self.out.flush()
+
+
+# -- running --------------------------------------------------------------------------
+
+
+def _error(message: str) -> None:
+    print(f"speechrnn: {message}", file=sys.stderr, flush=True)
+
+
+_worker = None
+
+
+def _init_worker(options: dict) -> None:
+    global _worker
+    from speechrnn.recognizer import Recognizer
+
+    _worker = Recognizer(**options)
+
+
+def _work(path: str):
+    return _worker.transcribe(path)
+
+
+def _transcripts(recognizer, options: dict, items: list[tuple[str, str | None]],
+                 jobs: int) -> Iterator:
+    """Transcripts of every item, in order; items that already failed pass through."""
+    from speechrnn.recognizer import Transcript
+
+    paths = [p for p, err in items if err is None]
+    if jobs > 1 and len(paths) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: onnxruntime's threads do not survive a fork safely.
+        pool = ProcessPoolExecutor(min(jobs, len(paths)), multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(options,))
+        chunk = max(1, min(16, len(paths) // (4 * jobs)))
+        results = pool.map(_work, paths, chunksize=chunk)
+    else:
+        pool = None
+        results = recognizer.transcribe_many(paths)
+    try:
+        for path, err in items:
+            yield Transcript(path=path, error=err) if err is not None else next(results)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def run_transcribe(args: argparse.Namespace) -> int:
+    from speechrnn.commands import CommandsError
+    from speechrnn.recognizer import Recognizer
+    from speechrnn.session import ModelError
+
+    options = {"model": args.model, "commands": args.commands, "threshold": args.threshold,
+               "free": args.free}
+    try:
+        recognizer = Recognizer(**options)
+    except (ModelError, CommandsError) as e:
+        _error(str(e))
+        return EXIT_USAGE
+    options["commands"] = recognizer.commands or None  # parsed once, not per worker
+    items = list(expand_paths(args.paths))
+
+    try:
+        out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    except OSError as e:
+        _error(f"cannot write {args.output} ({e.strerror or e}); check the path")
+        return EXIT_USAGE
+    from tqdm import tqdm
+
+    progress = tqdm(total=len(items), unit="file", file=sys.stderr, leave=False,
+                    disable=not (sys.stderr.isatty() and len(items) >= PROGRESS_MIN_FILES))
+    failed = 0
+    try:
+        writer = Writer(out, args.format)
+        for transcript in _transcripts(recognizer, options, items, args.jobs):
+            if transcript.error:
+                failed += 1
+                progress.clear()
+                _error(transcript.error)
+            writer.write(transcript)
+            progress.update()
+    finally:
+        progress.close()
+        if out is not sys.stdout:
+            out.close()
+    if failed:
+        _error(f"{failed} of {len(items)} input(s) could not be transcribed")
+    return EXIT_FILE_FAILED if failed else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's final flush
+        # of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FILE_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The public API: a Recognizer ties model, command list, decoder and voice activity
+together, and turns files or arrays into transcripts with times and confidences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from speechrnn import vad
+from speechrnn.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    audio_info,
+    iter_blocks,
+    read_audio,
+    to_16k_mono,
+)
+from speechrnn.commands import CommandsError, load_commands, normalize_commands
+from speechrnn.decoding import CommandScorer, free_decode
+from speechrnn.session import ModelError, ModelSession
+
+# Confidence below which a command is rejected. Chosen on held-out real recordings by
+# benchmarks/bench_transcribe.py (see benchmarks/results/transcribe.md).
+DEFAULT_THRESHOLD = 0.5
+SHORT_SECONDS = 10.0  # files up to this long are decoded whole
+BLOCK_SECONDS = 10.0  # read size for long files; bounds memory
+BATCH_SEGMENTS = 8  # segments of a long file run through the model together
+BEAM_WIDTH = 8
+SILENCE_DB = -60.0  # a file whose loudest 10 ms stays below this (dB full scale) is silence
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One recognized command (or free text) and where it was spoken, in seconds."""
+
+    text: str
+    start: float
+    end: float
+    confidence: float
+
+
+@dataclass
+class Transcript:
+    """What was recognized in one file or array; `error` is one sentence when it failed."""
+
+    path: str
+    text: str = ""
+    segments: list[Segment] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "text": self.text,
+                "segments": [asdict(s) for s in self.segments], "error": self.error}
+
+
+@dataclass(frozen=True)
+class Result:
+    """The decoder's verdict on one stretch of audio."""
+
+    text: str  # the accepted command (or free text), "" when rejected
+    confidence: float
+    candidate: str  # the best command even when rejected (free mode: the text)
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.text)
+
+
+def _is_silent(audio: np.ndarray) -> bool:
+    """No 10 ms frame reaches SILENCE_DB: digital silence or the faintest hiss."""
+    frame = SAMPLE_RATE // 100
+    usable = len(audio) // frame * frame
+    if usable == 0:
+        return float(np.mean(np.square(audio), dtype=np.float64)) < 10 ** (SILENCE_DB / 10)
+    power = np.square(audio[:usable], dtype=np.float64).reshape(-1, frame).mean(axis=1)
+    return float(power.max()) < 10 ** (SILENCE_DB / 10)
+
+
+def _segment(text: str, start: float, end: float, confidence: float) -> Segment:
+    return Segment(text, round(start, 3), round(end, 3), round(confidence, 4))
+
+
+class Recognizer:
+    """Speech commands (or free text) of audio files and arrays.
+
+    model: path of an ONNX model, a ModelSession, or None for the bundled model.
+    commands: a commands file (str or Path), a list of commands, or None for the list
+        stored in the model.
+    threshold: confidence below which a command is rejected (default DEFAULT_THRESHOLD;
+        in free mode nothing is rejected unless a threshold is given).
+    free: transcribe without a command list (CTC prefix beam search).
+    Raises ModelError or CommandsError with one sentence when either cannot be used.
+    """
+
+    def __init__(self, model: str | Path | ModelSession | None = None,
+                 commands: str | Path | Sequence[str] | None = None,
+                 threshold: float | None = None, *, free: bool = False, threads: int = 1,
+                 beam_width: int = BEAM_WIDTH):
+        self.session = model if isinstance(model, ModelSession) else ModelSession(model,
+                                                                                  threads)
+        self.info = self.session.info
+        self.free = free
+        tokens = self.info.tokens
+        if free:
+            self.commands: list[str] = []
+        elif commands is None:
+            if not self.info.default_commands:
+                raise CommandsError(f"model {self.info.path} has no default command list; "
+                                    "give a commands file or use free mode")
+            self.commands = normalize_commands(self.info.default_commands, tokens)
+        elif isinstance(commands, str | Path):
+            self.commands = load_commands(commands, tokens)
+        else:
+            self.commands = normalize_commands(commands, tokens)
+        if threshold is None:
+            threshold = 0.0 if free else DEFAULT_THRESHOLD
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, not {threshold}")
+        self.threshold = float(threshold)
+        self.beam_width = beam_width
+        self.scorer = None if free else CommandScorer(
+            self.commands, tokens, self.info.blank_index, beam_width=beam_width)
+
+    # -- decoding stretches of audio (also what the stream engine uses) ----------------
+
+    def decode(self, log_probs: np.ndarray) -> Result:
+        """Verdict on model output [frames, tokens] for one stretch of audio."""
+        if self.scorer is None:
+            free = free_decode(log_probs, self.info.tokens, self.info.blank_index,
+                               self.beam_width)
+            accepted = free.text if free.confidence >= self.threshold else ""
+            return Result(accepted, free.confidence, free.text)
+        match = self.scorer.score(log_probs)
+        accepted = match.command if match.confidence >= self.threshold else ""
+        return Result(accepted, match.confidence, match.command)
+
+    def recognize(self, audio: np.ndarray) -> Result:
+        """Verdict on 16 kHz mono float32 audio holding at most one command."""
+        return self.decode(self.session.log_probs(audio))
+
+    # -- whole files and arrays ------------------------------------------------------
+
+    def transcribe(self, path_or_array: str | Path | np.ndarray,
+                   sample_rate: int | None = None) -> Transcript:
+        """Commands spoken in a file or an array, with times and confidences.
+
+        An array is [samples] or [samples, channels] at `sample_rate` (default 16 kHz).
+        Problems with a file come back as `Transcript.error`, never as an exception.
+        """
+        if isinstance(path_or_array, str | Path):
+            return self._transcribe_file(Path(path_or_array))
+        audio = to_16k_mono(path_or_array, sample_rate or SAMPLE_RATE)
+        transcript = Transcript(path="<array>")
+        if not np.isfinite(audio).all():
+            transcript.error = "the audio array contains NaN or infinite samples"
+            return transcript
+        if len(audio) <= SHORT_SECONDS * SAMPLE_RATE:
+            transcript.segments = self._short(audio)
+        else:
+            step = int(BLOCK_SECONDS * SAMPLE_RATE)
+            blocks = (audio[i:i + step] for i in range(0, len(audio), step))
+            transcript.segments = list(self._long(blocks))
+        transcript.text = " ".join(s.text for s in transcript.segments)
+        return transcript
+
+    def transcribe_many(self, paths: Iterable[str | Path]) -> Iterator[Transcript]:
+        """Transcripts of several files, in order."""
+        for path in paths:
+            yield self.transcribe(path)
+
+    def _transcribe_file(self, path: Path) -> Transcript:
+        transcript = Transcript(path=str(path))
+        try:
+            if audio_info(path).duration <= SHORT_SECONDS:
+                transcript.segments = self._short(read_audio(path))
+            else:
+                transcript.segments = list(self._long(iter_blocks(path, BLOCK_SECONDS)))
+        except (AudioError, ModelError) as e:
+            transcript.segments = []
+            transcript.error = str(e)
+        transcript.text = " ".join(s.text for s in transcript.segments)
+        return transcript
+
+    def _short(self, audio: np.ndarray) -> list[Segment]:
+        """A short recording: decoded whole, or speech region by region if it holds
+        several commands."""
+        if _is_silent(audio):
+            return []
+        log_probs = self.session.log_probs(audio)
+        result = self.decode(log_probs)
+        regions = vad.split(audio)
+        if result.accepted:
+            start, end = self._span(log_probs, regions, len(audio))
+            return [_segment(result.text, start, end, result.confidence)]
+        if len(regions) < 2:
+            return []
+        return self._decode_regions(regions)
+
+    def _long(self, blocks: Iterable[np.ndarray]) -> Iterator[Segment]:
+        batch: list[vad.Segment] = []
+        for region in vad.segments(blocks):
+            batch.append(region)
+            if len(batch) == BATCH_SEGMENTS:
+                yield from self._decode_regions(batch)
+                batch = []
+        yield from self._decode_regions(batch)
+
+    def _decode_regions(self, regions: list[vad.Segment]) -> list[Segment]:
+        found = []
+        outputs = self.session.log_probs_batch([r.audio for r in regions])
+        for region, log_probs in zip(regions, outputs, strict=True):
+            result = self.decode(log_probs)
+            if result.accepted:
+                found.append(_segment(result.text, region.start_time, region.end_time,
+                                      result.confidence))
+        return found
+
+    def _span(self, log_probs: np.ndarray, regions: list[vad.Segment],
+              samples: int) -> tuple[float, float]:
+        """Start and end of the speech that the decoded text came from: the voice-activity
+        regions around the model's non-blank frames."""
+        duration = samples / SAMPLE_RATE
+        emitting = np.flatnonzero(log_probs.argmax(axis=1) != self.info.blank_index)
+        if len(emitting) == 0:
+            if regions:
+                return regions[0].start_time, regions[-1].end_time
+            return 0.0, duration
+        margin = 0.15  # CTC spikes may sit a little outside the word
+        first = emitting[0] / self.info.frame_rate - margin
+        last = (emitting[-1] + 1) / self.info.frame_rate + margin
+        near = [r for r in regions if r.end_time >= first and r.start_time <= last]
+        if near:
+            return near[0].start_time, near[-1].end_time
+        return max(0.0, first), min(duration, last)
+
+    def listen(self, device: int | str | None = None, **kw):
+        """Live recognition from a microphone: yields events (see speechrnn.stream)."""
+        from speechrnn.stream import listen
+
+        return listen(self, device=device, **kw)
