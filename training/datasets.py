@@ -103,11 +103,17 @@ def in_held_out(key: str, fraction: float, salt: str = "speechrnn") -> bool:
 
 
 def split_by_speaker(utts: Sequence[Utterance], fraction: float,
-                     always_held_out: Sequence[str] = ()) -> tuple[list, list]:
-    """(train, held_out): whole speakers go to one side, never single clips."""
+                     always_held_out: Sequence[str] = (),
+                     hashed_prefix: str = "") -> tuple[list, list]:
+    """(train, held_out): whole speakers go to one side, never single clips.
+
+    `fraction` of the speakers whose id starts with `hashed_prefix` are held out, plus
+    every speaker in `always_held_out`.
+    """
     train, held = [], []
     for u in utts:
-        out = u.speaker in always_held_out or in_held_out(u.speaker, fraction)
+        out = u.speaker in always_held_out or (
+            u.speaker.startswith(hashed_prefix) and in_held_out(u.speaker, fraction))
         (held if out else train).append(u)
     return train, held
 
