@@ -322,3 +322,36 @@ def test_noise_and_silence_are_rejected():
     for seed in range(3):
         assert recognizer.transcribe(noise(1.5, seed=seed)).text == ""
     assert recognizer.transcribe(np.zeros(16000, np.float32)).text == ""
+
+
+def bursts(times: list[tuple[float, float]], seconds: float = 6.0) -> np.ndarray:
+    audio = noise(seconds, amp=1e-4)
+    for i, (start, end) in enumerate(times):
+        a, b = int(start * 16000), int(end * 16000)
+        audio[a:b] += noise(end - start + 0.01, amp=0.3, seed=i + 1)[: b - a]
+    return audio
+
+
+def test_speech_regions_of_a_short_recording():
+    from speechrnn.recognizer import speech_regions
+
+    regions = speech_regions(bursts([(0.5, 1.2), (1.35, 1.8), (3.0, 3.6), (5.0, 5.03)]))
+    # the 0.15 s pause is closed, the 30 ms blip dropped
+    assert [t / 16000 for region in regions for t in region] == pytest.approx(
+        [0.5, 1.8, 3.0, 3.6], abs=0.02)
+    assert speech_regions(np.zeros(16000, np.float32)) == []
+    assert speech_regions(np.zeros(10, np.float32)) == []
+
+
+def test_short_file_with_two_commands_is_decoded_region_by_region(tiny_model_path,
+                                                                  monkeypatch):
+    from speechrnn.recognizer import Result
+
+    recognizer = Recognizer(tiny_model_path)
+    # Accept only stretches shorter than 2 s: the whole 6 s recording is "rejected".
+    monkeypatch.setattr(recognizer, "decode", lambda lp: Result(
+        "yes" if len(lp) < 2 * recognizer.info.frame_rate else "", 0.9, "yes"))
+    transcript = recognizer.transcribe(bursts([(0.5, 1.2), (3.0, 3.6)]))
+    assert transcript.text == "yes yes"
+    assert [t for s in transcript.segments for t in (s.start, s.end)] == pytest.approx(
+        [0.5, 1.2, 3.0, 3.6], abs=0.02)
