@@ -122,6 +122,23 @@ def rates(results, threshold: float) -> dict[str, float]:
     return share
 
 
+def reliability(results, bins=(0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0)) -> list[str]:
+    """Table rows: for the best command of every clip, how often it is right at each level
+    of confidence (a calibrated confidence is right that share of the time)."""
+    rows = []
+    conf = np.array([c for _, _, c in results])
+    right = np.array([bool(text) and text == clip.expected for clip, text, _ in results])
+    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+        inside = (conf >= lo) & ((conf < hi) if hi < 1.0 else (conf <= hi))
+        if inside.any():
+            rows.append(f"| {lo:.1f}-{hi:.1f} | {int(inside.sum())} | "
+                        f"{conf[inside].mean():.2f} | {right[inside].mean():.2f} |")
+    weights = [int(r.split("|")[2]) for r in rows]
+    gaps = [abs(float(r.split("|")[3]) - float(r.split("|")[4])) for r in rows]
+    ece = sum(w * g for w, g in zip(weights, gaps, strict=True)) / max(1, sum(weights))
+    return rows + ["", f"Expected calibration error: {ece:.3f}."]
+
+
 def pct(x: float) -> str:
     return "–" if x != x else f"{100 * x:.1f}%"
 
@@ -356,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
                      f"{pct(r['substituted'])} | {pct(r.get('other word', float('nan')))} | "
                      f"{pct(r.get('no word', float('nan')))} | "
                      f"{pct(r.get('noise', float('nan')))} |")
+    lines += ["", "## Calibration", "",
+              "Every clip's best command (threshold 0), grouped by confidence: how often it "
+              "is the right answer (clips of other words and noise never are).", "",
+              "| confidence | clips | mean confidence | share right |", "|---|---|---|---|",
+              *reliability(results)]
     lines += ["", "## Per word (default threshold)", "",
               "| kind | word | clips | right | rejected |", "|---|---|---|---|---|"]
     for (kind, word), (n, right, rejected) in sorted(per_word.items()):
