@@ -1,0 +1,336 @@
+"""Voice activity detection and endpointing: 16 kHz float32 blocks of any size in, speech
+segments out; the one segmenter that live listening and file transcription both use.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+FRAME_SECONDS = 0.01
+_FLOOR_EVERY = 5  # frames between noise-floor updates; a percentile per frame is wasteful
+_SILENT_DB = -120.0
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Segmenter settings; times in seconds, levels in dB."""
+
+    onset_db: float = 10.0
+    release_db: float = 5.0
+    min_level_db: float = -65.0
+    floor_window: float = 2.0
+    floor_percentile: float = 10.0
+    hangover: float = 0.3
+    min_speech: float = 0.12
+    pre_roll: float = 0.2
+    post_roll: float = 0.1
+    max_segment: float = 8.0
+    band_hz: tuple[float, float] = (200.0, 7000.0)
+
+    def __post_init__(self) -> None:
+        if self.release_db > self.onset_db:
+            raise ValueError("release_db must not exceed onset_db")
+        if self.post_roll > self.hangover:
+            raise ValueError("post_roll must not exceed hangover")
+        if self.max_segment < 1.0:
+            raise ValueError("max_segment must be at least 1 second")
+
+    @classmethod
+    def from_params(cls, **params) -> VadConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise TypeError(f"unknown VAD setting(s): {', '.join(unknown)}")
+        return cls(**params)
+
+
+@dataclass
+class Segment:
+    """One stretch of speech. Sample indices count from the start of the stream."""
+
+    start: int  # first sample of speech
+    end: int  # one past the last sample of speech
+    offset: int  # stream index of audio[0]
+    audio: np.ndarray  # speech with pre-roll and post-roll padding
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def start_time(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def end_time(self) -> float:
+        return self.end / self.sample_rate
+
+    @property
+    def duration(self) -> float:
+        return (self.end - self.start) / self.sample_rate
+
+
+def as_block(block) -> np.ndarray:
+    """A block as contiguous 1-D float32; [n, 1] columns are accepted."""
+    block = np.asarray(block)
+    if block.ndim == 2 and block.shape[1] == 1:
+        block = block[:, 0]
+    if block.ndim != 1:
+        raise ValueError(f"audio blocks must be 1-D mono, not shape {block.shape}")
+    return np.ascontiguousarray(block, dtype=np.float32)
+
+
+class Segmenter:
+    """Stateful endpointer; feed it blocks with `push`, finish with `flush`.
+
+    How it decides, frame by frame (10 ms):
+
+    - energy: power in the 200-7000 Hz band of a Hann-windowed frame, smoothed over three
+      frames, in dB (0 dB = full-scale mean square). The band leaves out a DC offset and hum.
+    - noise floor: a low percentile (10th) of the energies of the last `floor_window`
+      seconds, so it follows steady noise or music up and down within a second or two while
+      short commands barely move it. At the start of a stream it is the low percentile of
+      what has been heard so far, so loud noise at the start is not taken for speech, and
+      speech at the very start is still found at its first rise (pre-roll covers the rest).
+    - a segment opens on a frame `onset_db` above the floor (and above `min_level_db`), stays
+      open while frames are `release_db` above the floor, and ends after `hangover` seconds
+      below that. Segments with less than `min_speech` seconds of speech are dropped; longer
+      than `max_segment` seconds are cut at their quietest frame near the limit.
+
+    A Segment's `start`/`end` are the samples where speech begins and ends; its `audio` also
+    holds `pre_roll` seconds before and `post_roll` seconds after (less at the stream's edges).
+
+    Batch use::
+
+        for seg in segments(blocks):            # blocks: iterable of 1-D float32 at 16 kHz
+            decode(seg.audio)                   # seg.start_time / seg.end_time in seconds
+
+    Streaming use (what speechrnn.stream does): `Segmenter.push(block)` returns the segments
+    that ended in that block; between pushes, `active`, `confirmed`, `speech_end`,
+    `trailing_silence`, `snapshot()` and `current_audio()` describe the open segment, and
+    `cut()` ends it early.
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, config: VadConfig | None = None,
+                 **params) -> None:
+        if config is not None and params:
+            raise TypeError("give either config or keyword settings, not both")
+        self.config = config or VadConfig.from_params(**params)
+        self.sample_rate = sample_rate
+        c, fs = self.config, sample_rate
+        self.frame = int(round(FRAME_SECONDS * fs))
+        frames = lambda seconds: max(1, int(round(seconds / FRAME_SECONDS)))  # noqa: E731
+        self._hangover = frames(c.hangover)
+        self._min_speech = frames(c.min_speech)
+        self._pre_roll = int(round(c.pre_roll / FRAME_SECONDS))
+        self._post_roll = int(round(c.post_roll / FRAME_SECONDS))
+        self._max_frames = frames(c.max_segment)
+        self._floor_frames = frames(c.floor_window)
+        # Periodic Hann: a constant (DC offset) lands only in bins 0 and 1, below the band.
+        self._window = np.hanning(self.frame + 1)[:-1].astype(np.float32)
+        bins = np.fft.rfftfreq(self.frame, 1.0 / fs)
+        self._band = (bins >= c.band_hz[0]) & (bins <= c.band_hz[1])
+        self._scale = 2.0 / (self.frame * float(np.sum(self._window**2)))
+
+        self._pending = np.zeros(0, np.float32)
+        self._frames_seen = 0
+        self._powers: deque[float] = deque(maxlen=2)
+        self._energies = np.full(self._floor_frames, np.nan, np.float32)
+        self.floor_db = c.min_level_db
+        self._history: deque[np.ndarray] = deque(maxlen=max(self._pre_roll, 1))
+        self._reset_segment()
+
+    # -- state of the open segment ------------------------------------------------------
+
+    def _reset_segment(self) -> None:
+        self.active = False
+        self._seg_frames: list[np.ndarray] = []
+        self._seg_energy: list[float] = []
+        self._seg_offset = 0  # first frame of the segment's audio (pre-roll included)
+        self._speech_start = 0  # frame indices
+        self._speech_end = 0
+        self._voiced = 0
+
+    @property
+    def position(self) -> int:
+        """Samples analysed so far (a multiple of the 10 ms frame until `flush`)."""
+        return self._frames_seen * self.frame
+
+    @property
+    def confirmed(self) -> bool:
+        """The open segment holds at least `min_speech` of speech, so it will be kept."""
+        return self.active and self._voiced >= self._min_speech
+
+    @property
+    def speech_start(self) -> int:
+        return self._speech_start * self.frame
+
+    @property
+    def speech_end(self) -> int:
+        """One past the last sample of speech in the open segment so far."""
+        return self._speech_end * self.frame
+
+    @property
+    def trailing_silence(self) -> float:
+        """Seconds since the open segment's last speech frame."""
+        return (self._frames_seen - self._speech_end) * FRAME_SECONDS if self.active else 0.0
+
+    def snapshot(self) -> Segment:
+        """The open segment as it would be if it ended now."""
+        stop = min(self._frames_seen, self._speech_end + self._post_roll)
+        return self._make(self._speech_start, self._speech_end, stop)
+
+    def current_audio(self) -> np.ndarray:
+        """All audio of the open segment so far, pre-roll included."""
+        return np.concatenate(self._seg_frames) if self._seg_frames else np.zeros(0, np.float32)
+
+    def cut(self) -> Segment | None:
+        """End the open segment now (when the caller already knows it is complete).
+
+        Returns it if it is confirmed; frames after it count as silence until the next onset.
+        """
+        seg = self.snapshot() if self.confirmed else None
+        # The silence after the speech is the next segment's pre-roll.
+        self._history.extend(self._seg_frames[self._speech_end - self._seg_offset:])
+        self._reset_segment()
+        return seg
+
+    # -- feeding ---------------------------------------------------------------------
+
+    def push(self, block) -> list[Segment]:
+        """Analyse one block; returns the segments that ended within it, in order."""
+        block = as_block(block)
+        if len(self._pending):
+            block = np.concatenate([self._pending, block])
+        n = len(block) // self.frame
+        self._pending = block[n * self.frame:].copy()
+        if n == 0:
+            return []
+        frames = block[: n * self.frame].reshape(n, self.frame)
+        power = self._band_power(frames)
+        done: list[Segment] = []
+        for i in range(n):
+            seg = self._step(frames[i], float(power[i]))
+            if seg is not None:
+                done.append(seg)
+        return done
+
+    def flush(self) -> list[Segment]:
+        """End of stream: the open segment, if it is long enough, ends where audio ends."""
+        tail = self._pending
+        self._pending = np.zeros(0, np.float32)
+        if not self.active:
+            return []
+        seg = None
+        if self.confirmed:
+            stop = min(self._frames_seen, self._speech_end + self._post_roll)
+            seg = self._make(self._speech_start, self._speech_end, stop)
+            if stop == self._frames_seen and len(tail):
+                seg.audio = np.concatenate([seg.audio, tail])
+        self._reset_segment()
+        return [seg] if seg is not None else []
+
+    # -- internals -------------------------------------------------------------------
+
+    def _band_power(self, frames: np.ndarray) -> np.ndarray:
+        spec = np.fft.rfft(frames * self._window, axis=1)
+        return (np.abs(spec[:, self._band]) ** 2).sum(axis=1) * self._scale
+
+    def _energy_db(self, power: float) -> float:
+        if not self._powers:
+            self._powers.extend([power, power])
+        smoothed = (power + sum(self._powers)) / 3.0
+        self._powers.append(power)
+        return 10.0 * np.log10(smoothed) if smoothed > 1e-12 else _SILENT_DB
+
+    def _update_floor(self, energy: float) -> None:
+        self._energies[self._frames_seen % self._floor_frames] = energy
+        if self._frames_seen % _FLOOR_EVERY and self._frames_seen > self._floor_frames:
+            return
+        seen = self._energies[~np.isnan(self._energies)]
+        self.floor_db = float(np.percentile(seen, self.config.floor_percentile))
+
+    def _step(self, frame: np.ndarray, power: float) -> Segment | None:
+        c = self.config
+        energy = self._energy_db(power)
+        self._update_floor(energy)
+        index = self._frames_seen
+        self._frames_seen += 1
+        loud = energy > c.min_level_db
+        if not self.active:
+            if loud and energy > self.floor_db + c.onset_db:
+                self._open(index, frame, energy)
+            else:
+                self._history.append(frame)
+            return None
+        self._seg_frames.append(frame)
+        self._seg_energy.append(energy)
+        if loud and energy > self.floor_db + c.release_db:
+            self._speech_end = index + 1
+            self._voiced += 1
+        if self._frames_seen - self._speech_end >= self._hangover:
+            return self.cut()
+        if self._frames_seen - self._speech_start >= self._max_frames:
+            return self._split()
+        return None
+
+    def _open(self, index: int, frame: np.ndarray, energy: float) -> None:
+        self.active = True
+        pre = list(self._history)[-self._pre_roll:] if self._pre_roll else []
+        self._history.clear()
+        self._seg_frames = [*pre, frame]
+        self._seg_energy = [np.nan] * len(pre) + [energy]
+        self._seg_offset = index - len(pre)
+        self._speech_start = index
+        self._speech_end = index + 1
+        self._voiced = 1
+
+    def _split(self) -> Segment | None:
+        """Cut an overlong segment at its quietest frame in the last quarter; the rest
+        opens the next segment."""
+        first = self._speech_start + (3 * self._max_frames) // 4 - self._seg_offset
+        energies = np.asarray(self._seg_energy[first:])
+        at = first + int(np.nanargmin(energies)) + 1  # cut after the quietest frame
+        cut_frame = self._seg_offset + at
+        seg = self._make(self._speech_start, cut_frame, cut_frame) if self.confirmed else None
+        rest_frames, rest_energy = self._seg_frames[at:], self._seg_energy[at:]
+        threshold = self.floor_db + self.config.release_db
+        voiced = [i for i, e in enumerate(rest_energy)
+                  if e > threshold and e > self.config.min_level_db]
+        self._reset_segment()
+        if voiced:
+            self.active = True
+            self._seg_frames, self._seg_energy = rest_frames, rest_energy
+            self._seg_offset = self._speech_start = cut_frame
+            self._speech_end = cut_frame + voiced[-1] + 1
+            self._voiced = len(voiced)
+        else:
+            self._history.extend(rest_frames)
+        return seg
+
+    def _make(self, start: int, end: int, stop: int) -> Segment:
+        frames = self._seg_frames[: max(0, stop - self._seg_offset)]
+        audio = np.concatenate(frames) if frames else np.zeros(0, np.float32)
+        return Segment(start=start * self.frame, end=end * self.frame,
+                       offset=self._seg_offset * self.frame, audio=audio,
+                       sample_rate=self.sample_rate)
+
+
+def segments(blocks: Iterable, sample_rate: int = SAMPLE_RATE,
+             **params) -> Iterator[Segment]:
+    """Speech segments of a stream of 1-D float32 blocks (any sizes), in order.
+
+    `params` are VadConfig fields (onset_db, hangover, max_segment, ...). Memory stays
+    bounded by one segment, so this works on files of any length read block by block.
+    """
+    seg = Segmenter(sample_rate, **params)
+    for block in blocks:
+        yield from seg.push(block)
+    yield from seg.flush()
+
+
+def split(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, **params) -> list[Segment]:
+    """Speech segments of one whole signal."""
+    return list(segments([audio], sample_rate, **params))

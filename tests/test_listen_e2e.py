@@ -1,0 +1,185 @@
+"""`speechrnn listen` end to end through a real audio stack: a private PulseAudio server,
+a WAV played into a null sink, and its monitor recorded as the microphone.
+
+PortAudio reaches PulseAudio through ALSA's pulse plugin (Debian: libasound2-plugins), as
+on a desktop. Skips with the reason when PulseAudio, PortAudio or the plugin is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+SINK = "speechrnn_e2e"
+TOOLS = ("pulseaudio", "pactl", "paplay")
+
+
+def _run(cmd, env, **kw):
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30, **kw)
+
+
+@pytest.fixture(scope="module")
+def pulse():
+    """Environment of a private PulseAudio server with a null sink as default; the server
+    is stopped and its files removed afterwards, whatever happens."""
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (Debian: apt install pulseaudio "
+                    "pulseaudio-utils); needed for the end-to-end audio test")
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:
+        pytest.skip("the PortAudio library is not installed (Debian: apt install libportaudio2)")
+    # A short path: the server's unix socket path must stay under 108 bytes.
+    home = Path(tempfile.mkdtemp(prefix="speechrnn-pa-"))
+    os.chmod(home, 0o700)
+    socket = home / "native"
+    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home),
+           "PULSE_RUNTIME_PATH": str(home / "runtime"), "PULSE_STATE_PATH": str(home / "state"),
+           "PULSE_SERVER": f"unix:{socket}", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    log = open(home / "server.log", "w")
+    # -n: no default.pa, so nothing but these two modules (no real hardware, no dbus).
+    server = subprocess.Popen(
+        ["pulseaudio", "--daemonize=no", "-n", "--exit-idle-time=-1", "--disallow-exit",
+         "--use-pid-file=no", "--log-target=stderr",
+         f"--load=module-native-protocol-unix auth-anonymous=1 socket={socket}",
+         f"--load=module-null-sink sink_name={SINK} rate=48000 channels=1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 15
+        while _run(["pactl", "info"], env).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("PulseAudio did not start:\n" + (home / "server.log").read_text())
+            time.sleep(0.1)
+        _run(["pactl", "set-default-sink", SINK], env, check=True)
+        _run(["pactl", "set-default-source", f"{SINK}.monitor"], env, check=True)
+        devices = _run([sys.executable, "-m", "speechrnn", "devices", "--jsonl"], env)
+        names = [json.loads(line)["name"] for line in devices.stdout.splitlines()]
+        if "pulse" not in names:
+            pytest.skip("PortAudio sees no 'pulse' device: ALSA's PulseAudio plugin is not "
+                        f"installed (Debian: apt install libasound2-plugins); saw {names}")
+        yield env
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+class Listener:
+    """`speechrnn listen --jsonl` in a subprocess, with its stderr watched."""
+
+    def __init__(self, env, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "speechrnn", "listen", "--jsonl", "--device", "pulse",
+             *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.err: list[str] = []
+        self.ready = threading.Event()
+        self._reader = threading.Thread(target=self._read_err, daemon=True)
+        self._reader.start()
+
+    def _read_err(self):
+        for line in self.proc.stderr:
+            self.err.append(line)
+            if line.startswith("listening to"):
+                self.ready.set()
+
+    def wait_ready(self, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while not self.ready.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail("speechrnn listen did not start:\n" + "".join(self.err))
+
+    def stop(self) -> tuple[int, list[dict], str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self._reader.join(timeout=5)
+        events = [json.loads(line) for line in out.splitlines()]  # every line must be JSON
+        return self.proc.returncode, events, "".join(self.err)
+
+
+def play(env, path: Path):
+    _run(["paplay", "--device", SINK, str(path)], env, check=True)
+
+
+def tone_words(path: Path, rate: int = 22050) -> list[float]:
+    """Three speech-like bursts with pauses; returns their start times in seconds."""
+    t = np.arange(int(0.5 * rate)) / rate
+    burst = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 20))
+    burst = (0.3 * burst / np.abs(burst).max() * np.sin(np.pi * t / 0.5)).astype(np.float32)
+    gap = np.zeros(int(0.9 * rate), np.float32)
+    sf.write(path, np.concatenate([gap, burst, gap, burst, gap, burst, gap]), rate)
+    return [0.9, 2.3, 3.7]
+
+
+def test_listen_through_pulseaudio_tiny_model(pulse, tiny_model_path, tmp_path):
+    wav = tmp_path / "words.wav"
+    starts = tone_words(wav)
+    listener = Listener(pulse, "--model", str(tiny_model_path), "--threshold", "0")
+    try:
+        listener.wait_ready()
+        play(pulse, wav)
+        time.sleep(1.0)  # the last word's hangover and decode
+    finally:
+        code, events, err = listener.stop()
+    assert code == 0, err
+    finals = [e for e in events if e["type"] != "partial"]
+    assert [e["type"] for e in finals] == ["command"] * 3, err
+    gaps = np.diff([e["start"] for e in finals])
+    assert np.allclose(gaps, np.diff(starts), atol=0.1), finals
+    assert all(e["end"] > e["start"] and 0 <= e["latency"] < 2 for e in finals)
+    assert "stopped after" in err and "3 command(s)" in err
+
+
+def test_listen_through_pulseaudio_spoken_commands(pulse, tmp_path):
+    from speechrnn.session import bundled_model_path
+
+    if not bundled_model_path().exists():
+        pytest.skip(f"needs the trained model at {bundled_model_path()} (not bundled yet)")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed; it speaks the test commands")
+    spoken = ["left", "stop", "yes", "down"]
+    commands = tmp_path / "commands.txt"
+    commands.write_text("\n".join(["yes", "no", "up", "down", "left", "right", "stop", "go"]))
+    parts = []
+    for i, word in enumerate(spoken):
+        _run(["espeak-ng", "-s", "140", "-w", str(tmp_path / f"{i}.wav"), word], None,
+             check=True)
+        audio, rate = sf.read(tmp_path / f"{i}.wav", dtype="float32")
+        parts += [np.zeros(int(0.8 * rate), np.float32), audio]
+    wav = tmp_path / "spoken.wav"
+    sf.write(wav, np.concatenate(parts + [np.zeros(int(0.8 * rate), np.float32)]), rate)
+    listener = Listener(pulse, "--commands", str(commands))
+    try:
+        listener.wait_ready()
+        play(pulse, wav)
+        time.sleep(1.0)
+    finally:
+        code, events, err = listener.stop()
+    assert code == 0, err
+    assert [e["text"] for e in events if e["type"] == "command"] == spoken, events

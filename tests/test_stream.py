@@ -1,0 +1,276 @@
+"""The streaming engine on synthetic block streams: separate events in order, the same
+events whatever the block sizes, nothing from noise, partials, times and latencies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechrnn.stream import Event, Hypothesis, StreamEngine, file_blocks, listen
+
+SR = 16000
+WORDS = {140.0: "left", 200.0: "right", 110.0: "stop"}  # f0 of a synthetic word -> its name
+
+
+def word(seconds: float, f0: float = 140.0, level_db: float = -20.0, seed: int = 0):
+    """A speech-like burst: harmonics of f0 up to 4 kHz under a syllabic envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    harmonics = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k
+                    for k in range(1, int(4000 / f0)))
+    syllables = max(1, round(seconds / 0.25))
+    x = harmonics * np.abs(np.sin(np.pi * t * syllables / seconds)) ** 0.5
+    x *= 10 ** (level_db / 20) / np.sqrt(np.mean(x**2))
+    return x.astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SR), np.float32)
+
+
+def white(seconds: float, level_db: float, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(seconds * SR)) * 10 ** (level_db / 20)).astype(np.float32)
+
+
+class FakeDecoder:
+    """Names a synthetic word by its fundamental; anything else is rejected."""
+
+    def __init__(self, certain: bool = True):
+        self.certain = certain
+        self.finals = 0
+        self.partials = 0
+
+    @staticmethod
+    def name(audio: np.ndarray) -> str | None:
+        if len(audio) < 800:
+            return None
+        spectrum = np.abs(np.fft.rfft((audio - audio.mean()) * np.hanning(len(audio))))
+        freqs = np.fft.rfftfreq(len(audio), 1 / SR)
+        peak = int(np.argmax(spectrum[1:])) + 1
+        if spectrum[peak] < 20 * np.median(spectrum[1:]):  # not tonal: noise
+            return None
+        f0 = min(WORDS, key=lambda f: abs(f - freqs[peak]))
+        return WORDS[f0] if abs(f0 - freqs[peak]) < 8 else None
+
+    def partial(self, audio):
+        self.partials += 1
+        name = self.name(audio)
+        return (name or "", 0.5)
+
+    def final(self, audio):
+        self.finals += 1
+        name = self.name(audio)
+        if name is None:
+            return Hypothesis("mumble", 0.1, accepted=False)
+        return Hypothesis(name, 0.9, accepted=True, certain=self.certain)
+
+
+def commands_audio(pause: float = 0.6):
+    parts = [silence(1.0), word(0.6, 140), silence(pause), word(0.7, 200, -26),
+             silence(pause), word(0.5, 110, -16), silence(1.0)]
+    spans, at = [], 0
+    for i, p in enumerate(parts):
+        if i % 2:
+            spans.append((at / SR, (at + len(p)) / SR))
+        at += len(p)
+    return np.concatenate(parts), spans
+
+
+def blocks_of(audio, size):
+    return [audio[i:i + size] for i in range(0, len(audio), size)]
+
+
+def run(audio, size=800, **kw):
+    decoder = kw.pop("decoder", None) or FakeDecoder()
+    engine = StreamEngine(decoder=decoder, **kw)
+    return list(engine.run(blocks_of(audio, size)))
+
+
+def finals(events):
+    return [e for e in events if e.type != "partial"]
+
+
+@pytest.mark.parametrize("certain", [True, False])
+def test_commands_with_pauses_come_out_separately_in_order(certain):
+    audio, spans = commands_audio()
+    events = run(audio, decoder=FakeDecoder(certain=certain))
+    done = finals(events)
+    assert [(e.type, e.text) for e in done] == [("command", "left"), ("command", "right"),
+                                                ("command", "stop")]
+    for e, (start, end) in zip(done, spans, strict=True):
+        assert abs(e.start - start) < 0.05 and abs(e.end - end) < 0.08
+        assert e.confidence == pytest.approx(0.9)
+
+
+def test_partials_come_before_their_final():
+    audio, spans = commands_audio()
+    events = run(audio)
+    partials = [e for e in events if e.type == "partial"]
+    assert partials, "no partial events"
+    # Each word's partial is emitted while it is spoken: after the previous final.
+    order = [e.text for e in events]
+    assert order.index("left") < order.index("right") < order.index("stop")
+    for e in partials:
+        owner = next(s for s in spans if s[0] - 0.05 <= e.start <= s[1])
+        assert e.end <= owner[1] + 0.15
+        assert e.text == {spans[0]: "left", spans[1]: "right", spans[2]: "stop"}[owner]
+
+
+@pytest.mark.parametrize("size", [1, 7, 160, 333, 1024, 4801, 10**7])
+def test_block_sizes_give_the_same_events(size):
+    audio, _ = commands_audio()
+    reference = [(e.type, e.text, e.start, e.end) for e in run(audio, size=320)]
+    assert [(e.type, e.text, e.start, e.end) for e in run(audio, size=size)] == reference
+
+
+@pytest.mark.parametrize("background", [
+    silence(5.0), white(5.0, -30.0), white(5.0, -70.0),
+    np.full(5 * SR, 0.5, np.float32) + white(5.0, -55.0),
+], ids=["silence", "noise", "quiet-noise", "dc-offset"])
+def test_backgrounds_give_no_events(background):
+    decoder = FakeDecoder()
+    assert run(background, decoder=decoder) == []
+    assert decoder.finals == 0 and decoder.partials == 0
+
+
+def test_command_over_noise_is_found():
+    audio, spans = commands_audio()
+    events = finals(run(audio + white(len(audio) / SR, -40.0) + 0.2))
+    assert [e.text for e in events] == ["left", "right", "stop"]
+
+
+def test_unknown_speech_is_rejected():
+    audio = np.concatenate([silence(1.0), word(0.6, 300.0), silence(1.0)])
+    events = finals(run(audio))
+    assert [(e.type, e.text) for e in events] == [("rejected", "mumble")]
+
+
+def test_certain_results_skip_the_hangover_and_split_short_pauses():
+    audio, _ = commands_audio(pause=0.2)  # shorter than the 0.3 s hangover
+    assert len(finals(run(audio, decoder=FakeDecoder(certain=True)))) == 3
+    # Without certainty the engine must wait out the hangover, so the pause joins words.
+    assert len(finals(run(audio, decoder=FakeDecoder(certain=False)))) < 3
+
+
+def simulated(audio, decoder, size=800):
+    """Runs the engine with block k arriving at the stream time of its last sample and
+    a clock that reads the arrival of the block being processed."""
+    now = [0.0]
+    engine = StreamEngine(decoder=decoder, clock=lambda: now[0])
+    events = []
+    for i in range(0, len(audio), size):
+        now[0] = (i + size) / SR
+        events += engine.process(audio[i:i + size], arrival=now[0])
+    return events + engine.flush()
+
+
+def test_latency_is_the_silence_waited_for():
+    audio, spans = commands_audio()
+    for certain, waited in ((True, 0.1), (False, 0.3)):
+        for e in finals(simulated(audio, FakeDecoder(certain=certain))):
+            # From the block holding the end of speech to the block where it was decided.
+            assert waited - 0.06 <= e.latency <= waited + 0.06, (certain, e)
+
+
+def test_latency_counts_processing_time():
+    class Slow(FakeDecoder):
+        def final(self, audio):
+            time.sleep(0.05)
+            return super().final(audio)
+
+    audio, _ = commands_audio()
+    for e in finals(run(audio, size=len(audio), decoder=Slow())):
+        assert e.latency >= 0.05
+
+
+def test_event_to_dict_is_json():
+    e = Event("command", "turn on the light", 0.91234567, 1.2345678, 2.5, 0.1234567)
+    d = e.to_dict()
+    assert list(d) == ["type", "text", "confidence", "start", "end", "latency"]
+    assert json.loads(json.dumps(d)) == {"type": "command", "text": "turn on the light",
+                                         "confidence": 0.9123, "start": 1.235, "end": 2.5,
+                                         "latency": 0.1235}
+
+
+def test_engine_needs_a_model():
+    with pytest.raises(TypeError):
+        StreamEngine()
+    with pytest.raises(ValueError, match="16000"):
+        StreamEngine(decoder=FakeDecoder(), sample_rate=8000)
+
+
+def test_listen_plays_a_file_through_the_engine(tmp_path):
+    audio, _ = commands_audio()
+    path = tmp_path / "commands.wav"
+    sf.write(path, audio, SR)
+    events = list(listen(None, input=path, decoder=FakeDecoder()))
+    assert [e.text for e in finals(events)] == ["left", "right", "stop"]
+
+
+def test_file_blocks_realtime_pacing(tmp_path):
+    path = tmp_path / "short.wav"
+    sf.write(path, np.zeros(4000, np.float32), 8000)  # 0.5 s at 8 kHz
+    t0 = time.monotonic()
+    blocks = list(file_blocks(path, block_seconds=0.1, realtime=True))
+    assert time.monotonic() - t0 >= 0.45
+    assert sum(len(b) for b, _ in blocks) == 8000
+    assert all(a[1] <= b[1] for a, b in zip(blocks, blocks[1:], strict=False))
+
+
+# -- with real models ----------------------------------------------------------------
+
+
+def test_tiny_model_runs_in_the_engine(tiny_model_path):
+    from speechrnn.recognizer import Recognizer
+    from speechrnn.stream import SegmentDecoder
+
+    decoder = SegmentDecoder(Recognizer(tiny_model_path, ["yes", "no", "stop"], threshold=0.0))
+    audio, _ = commands_audio()
+    events = run(audio, decoder=decoder)
+    done = finals(events)
+    assert len(done) == 3
+    assert all(e.type == "command" and e.text in {"yes", "no", "stop"} for e in done)
+    for e in events:
+        json.dumps(e.to_dict())
+
+
+def bundled_model():
+    from speechrnn.session import bundled_model_path
+
+    path = bundled_model_path()
+    if not path.exists():
+        pytest.skip(f"needs the trained model at {path} (not bundled yet)")
+    return path
+
+
+def espeak(text: str, path, rate: int = 140) -> np.ndarray:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed; it makes the spoken test audio")
+    subprocess.run(["espeak-ng", "-s", str(rate), "-w", str(path), text], check=True)
+    from speechrnn.audio import read_audio
+
+    return read_audio(path)
+
+
+def spoken_commands(tmp_path, texts):
+    parts = [silence(0.8)]
+    for i, text in enumerate(texts):
+        parts += [espeak(text, tmp_path / f"{i}.wav"), silence(0.8)]
+    return np.concatenate(parts)
+
+
+def test_trained_model_finds_spoken_commands_in_order(tmp_path):
+    from speechrnn.recognizer import Recognizer
+
+    recognizer = Recognizer(bundled_model(), ["yes", "no", "stop", "go", "left", "right"])
+    audio = spoken_commands(tmp_path, ["left", "stop", "yes"])
+    events = list(StreamEngine(recognizer).run(blocks_of(audio, 800)))
+    assert [(e.type, e.text) for e in finals(events)] == [
+        ("command", "left"), ("command", "stop"), ("command", "yes")]
