@@ -168,21 +168,18 @@ class Display:
             return
         self.partial = ""
         self._clear()
-        if event.type == "command":
-            line = f"{event.text}"
-        else:
-            line = f"(rejected: {event.text or '?'})"
-        self.out.write(f"{event.start:8.2f}-{event.end:<8.2f} {line:<32} "
-                       f"{event.confidence:5.2f}  {event.latency * 1000:4.0f} ms\n")
+        line = event.text if event.type == "command" else f"(rejected: {event.text or '?'})"
+        self.out.write(f"{event.start:7.2f}-{event.end:.2f} s  {line:<28}  confidence "
+                       f"{event.confidence:.2f}  latency {event.latency * 1000:.0f} ms\n")
         self.out.flush()
 
     def _draw(self) -> None:
         self._last_draw = time.monotonic()
         level = max(0.0, min(1.0, (self.level_db + METER_DB) / METER_DB))
         bars = int(round(level * 10))
-        db = f"{self.level_db:4.0f}" if math.isfinite(self.level_db) else "-inf"
-        text = self.partial[-40:]
-        self.err.write(f"\r\x1b[K[{'#' * bars}{'.' * (10 - bars)}] {db} dB  {text}")
+        db = max(self.level_db, -99.0)
+        heard = f'  heard: "{self.partial[-40:]}"' if self.partial else ""
+        self.err.write(f"\r\x1b[K[{'#' * bars}{'.' * (10 - bars)}] {db:3.0f} dB{heard}")
         self.err.flush()
         self._drawn = True
 

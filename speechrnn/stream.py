@@ -17,7 +17,10 @@ from speechrnn.vad import SAMPLE_RATE, Segment, Segmenter, VadConfig, as_block
 
 STEP = 320  # samples per engine step (20 ms): the grid every decision is taken on
 PARTIAL_INTERVAL = 0.25
-EARLY_CONFIDENCE = 0.8
+# Confidence at which a command is final before the hangover; 0 means "once accepted",
+# which keeps latency near post_roll for every accepted command (raise it to trade
+# latency for fewer early cuts on long pauses inside a command).
+EARLY_CONFIDENCE = 0.0
 
 EventType = Literal["partial", "command", "rejected"]
 

@@ -136,8 +136,8 @@ class Segmenter:
 
         self._pending = np.zeros(0, np.float32)
         self._frames_seen = 0
-        self._powers: deque[float] = deque(maxlen=2)
-        self._energies = np.full(self._floor_frames, np.nan, np.float32)
+        self._last_powers = np.zeros(0)  # the two before this block, for smoothing
+        self._recent = np.zeros(0)  # energies of the last floor_window, for the floor
         self.floor_db = c.min_level_db
         self._history: deque[np.ndarray] = deque(maxlen=max(self._pre_roll, 1))
         self._reset_segment()
@@ -148,6 +148,7 @@ class Segmenter:
         self.active = False
         self._seg_frames: list[np.ndarray] = []
         self._seg_energy: list[float] = []
+        self._seg_voiced: list[bool] = []
         self._seg_offset = 0  # first frame of the segment's audio (pre-roll included)
         self._speech_start = 0  # frame indices
         self._speech_end = 0
@@ -209,10 +210,16 @@ class Segmenter:
         if n == 0:
             return []
         frames = block[: n * self.frame].reshape(n, self.frame)
-        power = self._band_power(frames)
+        energy = self._energies(self._band_power(frames))
+        floor = self._floors(energy)
+        c = self.config
+        loud = energy > c.min_level_db
+        onset = (loud & (energy > floor + c.onset_db)).tolist()
+        voiced = (loud & (energy > floor + c.release_db)).tolist()
+        self.floor_db = float(floor[-1])
         done: list[Segment] = []
         for i in range(n):
-            seg = self._step(frames[i], float(power[i]))
+            seg = self._step(frames[i], onset[i], voiced[i], float(energy[i]))
             if seg is not None:
                 done.append(seg)
         return done
@@ -238,36 +245,50 @@ class Segmenter:
         spec = np.fft.rfft(frames * self._window, axis=1)
         return (np.abs(spec[:, self._band]) ** 2).sum(axis=1) * self._scale
 
-    def _energy_db(self, power: float) -> float:
-        if not self._powers:
-            self._powers.extend([power, power])
-        smoothed = (power + sum(self._powers)) / 3.0
-        self._powers.append(power)
-        return 10.0 * np.log10(smoothed) if smoothed > 1e-12 else _SILENT_DB
+    def _energies(self, power: np.ndarray) -> np.ndarray:
+        """Frame energies in dB, each the mean power of its frame and the two before."""
+        if len(self._last_powers) == 0:
+            self._last_powers = np.full(2, power[0])
+        ext = np.concatenate([self._last_powers, power])
+        self._last_powers = ext[-2:]
+        smoothed = (ext[2:] + ext[1:-1] + ext[:-2]) / 3.0
+        return 10.0 * np.log10(np.maximum(smoothed, 10 ** (_SILENT_DB / 10)))
 
-    def _update_floor(self, energy: float) -> None:
-        self._energies[self._frames_seen % self._floor_frames] = energy
-        if self._frames_seen % _FLOOR_EVERY and self._frames_seen > self._floor_frames:
-            return
-        seen = self._energies[~np.isnan(self._energies)]
-        self.floor_db = float(np.percentile(seen, self.config.floor_percentile))
+    def _floors(self, energy: np.ndarray) -> np.ndarray:
+        """The noise floor in force at each frame of a block: a low percentile of the
+        energies of the window ending there, refreshed every few frames."""
+        window, n = self._floor_frames, len(energy)
+        ext = np.concatenate([self._recent, energy])
+        base = len(self._recent)
+        q = self.config.floor_percentile / 100.0
+        index = self._frames_seen + np.arange(n)
+        updates = np.flatnonzero((index % _FLOOR_EVERY == 0) | (index < _FLOOR_EVERY))
+        values = [self.floor_db]
+        for i in updates.tolist():
+            seen = ext[max(0, base + i + 1 - window):base + i + 1]
+            k = int(q * (len(seen) - 1))
+            values.append(float(np.partition(seen, k)[k]))
+        # Each frame takes the latest update at or before it (value 0: the floor before).
+        latest = np.zeros(n, dtype=np.int64)
+        latest[updates] = np.arange(1, len(updates) + 1)
+        floors = np.asarray(values)[np.maximum.accumulate(latest)]
+        self._recent = ext[-window:]
+        return floors
 
-    def _step(self, frame: np.ndarray, power: float) -> Segment | None:
-        c = self.config
-        energy = self._energy_db(power)
-        self._update_floor(energy)
+    def _step(self, frame: np.ndarray, onset: bool, voiced: bool, energy: float
+              ) -> Segment | None:
         index = self._frames_seen
         self._frames_seen += 1
-        loud = energy > c.min_level_db
         if not self.active:
-            if loud and energy > self.floor_db + c.onset_db:
+            if onset:
                 self._open(index, frame, energy)
             else:
                 self._history.append(frame)
             return None
         self._seg_frames.append(frame)
         self._seg_energy.append(energy)
-        if loud and energy > self.floor_db + c.release_db:
+        self._seg_voiced.append(voiced)
+        if voiced:
             self._speech_end = index + 1
             self._voiced += 1
         if self._frames_seen - self._speech_end >= self._hangover:
@@ -282,6 +303,7 @@ class Segmenter:
         self._history.clear()
         self._seg_frames = [*pre, frame]
         self._seg_energy = [np.nan] * len(pre) + [energy]
+        self._seg_voiced = [False] * len(pre) + [True]
         self._seg_offset = index - len(pre)
         self._speech_start = index
         self._speech_end = index + 1
@@ -295,19 +317,17 @@ class Segmenter:
         at = first + int(np.nanargmin(energies)) + 1  # cut after the quietest frame
         cut_frame = self._seg_offset + at
         seg = self._make(self._speech_start, cut_frame, cut_frame) if self.confirmed else None
-        rest_frames, rest_energy = self._seg_frames[at:], self._seg_energy[at:]
-        threshold = self.floor_db + self.config.release_db
-        voiced = [i for i, e in enumerate(rest_energy)
-                  if e > threshold and e > self.config.min_level_db]
+        rest = self._seg_frames[at:], self._seg_energy[at:], self._seg_voiced[at:]
+        voiced = [i for i, v in enumerate(rest[2]) if v]
         self._reset_segment()
         if voiced:
             self.active = True
-            self._seg_frames, self._seg_energy = rest_frames, rest_energy
+            self._seg_frames, self._seg_energy, self._seg_voiced = rest
             self._seg_offset = self._speech_start = cut_frame
             self._speech_end = cut_frame + voiced[-1] + 1
             self._voiced = len(voiced)
         else:
-            self._history.extend(rest_frames)
+            self._history.extend(rest[0])
         return seg
 
     def _make(self, start: int, end: int, stop: int) -> Segment:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +33,11 @@ def _run(cmd, env, **kw):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30, **kw)
 
 
-@pytest.fixture(scope="module")
-def pulse():
-    """Environment of a private PulseAudio server with a null sink as default; the server
-    is stopped and its files removed afterwards, whatever happens."""
+@contextmanager
+def pulse_server():
+    """Environment of a private PulseAudio server with a null sink as default, and the
+    server's process; the server is stopped and its files removed afterwards, whatever
+    happens."""
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (Debian: apt install pulseaudio "
@@ -73,7 +76,7 @@ def pulse():
         if "pulse" not in names:
             pytest.skip("PortAudio sees no 'pulse' device: ALSA's PulseAudio plugin is not "
                         f"installed (Debian: apt install libasound2-plugins); saw {names}")
-        yield env
+        yield env, server
     finally:
         server.terminate()
         try:
@@ -83,6 +86,12 @@ def pulse():
             server.wait()
         log.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pulse():
+    with pulse_server() as (env, _):
+        yield env
 
 
 class Listener:
@@ -154,6 +163,22 @@ def test_listen_through_pulseaudio_tiny_model(pulse, tiny_model_path, tmp_path):
     assert np.allclose(gaps, np.diff(starts), atol=0.1), finals
     assert all(e["end"] > e["start"] and 0 <= e["latency"] < 2 for e in finals)
     assert "stopped after" in err and "3 command(s)" in err
+
+
+def test_audio_server_vanishing_mid_stream(tiny_model_path):
+    with pulse_server() as (env, server):
+        listener = Listener(env, "--model", str(tiny_model_path))
+        try:
+            listener.wait_ready()
+            time.sleep(0.5)
+            server.kill()  # the microphone goes away under the running listener
+            server.wait()
+            listener.proc.wait(timeout=20)
+        finally:
+            code, events, err = listener.stop()
+    assert code == 1, err
+    assert re.search(r"input device \d+ 'pulse' stopped after", err), err
+    assert "Traceback" not in err and events == []
 
 
 def test_listen_through_pulseaudio_spoken_commands(pulse, tmp_path):

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -274,3 +275,72 @@ def test_trained_model_finds_spoken_commands_in_order(tmp_path):
     events = list(StreamEngine(recognizer).run(blocks_of(audio, 800)))
     assert [(e.type, e.text) for e in finals(events)] == [
         ("command", "left"), ("command", "stop"), ("command", "yes")]
+
+
+class FakeRecognizer:
+    """Just what SegmentDecoder reads from a Recognizer, with a scripted verdict."""
+
+    def __init__(self, commands, verdict, threshold=0.5):
+        from speechrnn.recognizer import Result
+
+        self.commands = commands
+        self.threshold = threshold
+        self.result = Result(*verdict)
+        self.session = SimpleNamespace(
+            info=SimpleNamespace(tokens=("<blank>", " ", "a"), blank_index=0),
+            log_probs=lambda audio: np.log(np.full((5, 3), 1 / 3)))
+
+    def decode(self, log_probs):
+        return self.result
+
+
+@pytest.mark.parametrize("commands, verdict, early, expected", [
+    (["stop", "go"], ("stop", 0.9, "stop"), 0.0, ("stop", True, True)),
+    (["stop", "go"], ("stop", 0.6, "stop"), 0.8, ("stop", True, False)),
+    (["stop", "go"], ("", 0.3, "go"), 0.0, ("go", False, False)),
+    (["turn on", "turn on the light"], ("turn on", 0.99, "turn on"), 0.0,
+     ("turn on", True, False)),
+    (["turn on", "turn on the light"], ("turn on the light", 0.99, "turn on the light"), 0.0,
+     ("turn on the light", True, True)),
+    ([], ("hello there", 0.7, "hello there"), 0.0, ("hello there", True, False)),
+])
+def test_segment_decoder_verdicts(commands, verdict, early, expected):
+    from speechrnn.stream import SegmentDecoder
+
+    decoder = SegmentDecoder(FakeRecognizer(commands, verdict), early_confidence=early)
+    h = decoder.final(np.zeros(1600, np.float32))
+    assert (h.text, h.accepted, h.certain) == expected
+    text, confidence = decoder.partial(np.zeros(1600, np.float32))
+    assert text == "" and 0 < confidence <= 1
+
+
+def long_commands_audio():
+    parts = [silence(1.0)]
+    for i, f0 in enumerate([140.0, 200.0, 110.0, 170.0, 125.0]):
+        parts += [word(0.6, f0, -20 - 2 * i, seed=i), silence(1.6)]
+    return np.concatenate(parts)
+
+
+def test_streaming_matches_batch_transcribe(tiny_model_path):
+    from speechrnn.recognizer import Recognizer
+
+    recognizer = Recognizer(tiny_model_path, ["yes", "no", "stop", "go"], threshold=0.0)
+    audio = long_commands_audio()
+    assert len(audio) > 10 * SR  # transcribe splits files this long by voice activity
+    batch = recognizer.transcribe(audio).segments
+    streamed = [e for e in StreamEngine(recognizer).run(blocks_of(audio, 800))
+                if e.type == "command"]
+    assert len(batch) == len(streamed) == 5
+    for b, s in zip(batch, streamed, strict=True):
+        assert (b.text, b.start, b.end) == (s.text, round(s.start, 3), round(s.end, 3))
+        assert b.confidence == pytest.approx(s.confidence, abs=1e-3)
+
+
+def test_recognizer_listen_on_a_file(tiny_model_path, tmp_path):
+    from speechrnn.recognizer import Recognizer
+
+    audio, _ = commands_audio()
+    path = tmp_path / "commands.flac"
+    sf.write(path, audio, SR)
+    events = list(Recognizer(tiny_model_path, ["yes", "no"], threshold=0.0).listen(input=path))
+    assert [e.type for e in finals(events)] == ["command"] * 3
