@@ -18,6 +18,7 @@ import numpy as np
 
 SAMPLE_RATE = 16000
 HINT = "run `speechrnn devices` to see the input devices"
+FIRST_BLOCK_SECONDS = 5.0  # Bluetooth or USB devices waking up can take this long to start
 
 
 class MicError(Exception):
@@ -195,15 +196,17 @@ class Microphone:
         if self._stream is None:
             raise RuntimeError("use the Microphone in a `with` block")
         last = time.monotonic()
+        patience = max(self.stall_seconds, FIRST_BLOCK_SECONDS)
         while True:
             try:
                 data, arrival = self._queue.get(timeout=0.1)
             except queue.Empty:
                 stopped = self._finished.is_set() or not self._stream.active
-                if stopped or time.monotonic() - last > self.stall_seconds:
+                if stopped or time.monotonic() - last > patience:
                     raise MicError(self._lost_message(stopped), exit_code=1) from None
                 continue
             last = time.monotonic()
+            patience = self.stall_seconds
             self.frames += len(data)
             mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
             mono = np.ascontiguousarray(mono, dtype=np.float32)

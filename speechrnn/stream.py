@@ -29,6 +29,9 @@ EventType = Literal["partial", "command", "rejected"]
 class Event:
     """One recognition result.
 
+    text: the command (`command`), the closest command or free text (`rejected`), or the
+    greedy transcription so far (`partial`). confidence: the decoder's confidence in that
+    command, or for a partial the network's mean best-token probability.
     start, end: seconds of stream time where the speech begins and ends (for a partial,
     `end` is how far the audio decoded so far reaches). latency: wall-clock seconds from
     the arrival of the block holding `end` to the emission of this event.
@@ -148,7 +151,6 @@ class StreamEngine:
         self._buffer = np.zeros(0, np.float32)
         self._received = 0
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=8192)
-        self.segments = 0
         self._reset_segment_state()
 
     def _reset_segment_state(self) -> None:
@@ -238,7 +240,6 @@ class StreamEngine:
         self._reset_segment_state()
         if segment is None:
             return []
-        self.segments += 1
         if pending is not None and pending[:2] == (segment.start, segment.end):
             verdict = pending[2]
         else:

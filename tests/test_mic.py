@@ -258,6 +258,40 @@ def test_device_going_silent(sd):
     assert e.value.exit_code == 1
 
 
+def test_device_sending_nothing_at_all(sd, monkeypatch):
+    sd.audio = np.zeros(0, np.float32)
+    monkeypatch.setattr(mic, "FIRST_BLOCK_SECONDS", 0.6)
+    t0 = time.monotonic()
+    with pytest.raises(MicError, match="sent no audio for 0.3 s after 0.0 s") as e:
+        with Microphone(0, stall_seconds=0.3) as m:
+            for _ in m:
+                pass
+    assert e.value.exit_code == 1
+    assert time.monotonic() - t0 >= 0.55  # a first block gets more time than the others
+
+
+def test_listen_api_on_a_microphone_releases_it(sd):
+    from speechrnn.stream import Hypothesis, listen
+
+    class Decoder:
+        def partial(self, audio):
+            return "", 0.0
+
+        def final(self, audio):
+            return Hypothesis("go", 1.0, accepted=True, certain=True)
+
+    sd.audio = words_audio(48000)
+    events = listen(None, device="ALC3246", decoder=Decoder())
+    finals = []
+    for event in events:
+        finals.append(event)
+        if len(finals) == 2:
+            break
+    events.close()
+    assert [(e.type, e.text) for e in finals] == [("command", "go")] * 2
+    assert sd.streams[-1].closed
+
+
 def test_ctrl_c_during_start_up_releases_the_stream(sd):
     sd.interrupt_on_start = True
     with pytest.raises(KeyboardInterrupt):
