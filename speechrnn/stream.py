@@ -21,6 +21,9 @@ PARTIAL_INTERVAL = 0.25
 # which keeps latency near post_roll for every accepted command (raise it to trade
 # latency for fewer early cuts on long pauses inside a command).
 EARLY_CONFIDENCE = 0.0
+# Seconds of blank model output after the last character that end a segment whose
+# command is certain, when the VAD still hears sound (music, noise, a talkative room).
+MODEL_ENDPOINT = 0.3
 
 EventType = Literal["partial", "command", "rejected"]
 
@@ -59,12 +62,22 @@ class Hypothesis:
     confidence: float
     accepted: bool  # a command at or above the threshold (or any text without commands)
     certain: bool = False  # nothing heard later could change it: safe to emit early
+    heard: bool = True  # the model heard speech at all; if not, a rejection is not news
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A decoder's reading of a growing segment."""
+
+    text: str
+    confidence: float
+    speech_end: float | None = None  # seconds into the audio where its last character ends
 
 
 class Decoder(Protocol):
     """What the engine needs from a model; tests plug in fakes."""
 
-    def partial(self, audio: np.ndarray) -> tuple[str, float]: ...
+    def partial(self, audio: np.ndarray) -> Partial: ...
 
     def final(self, audio: np.ndarray) -> Hypothesis: ...
 
@@ -81,25 +94,30 @@ class SegmentDecoder:
         info = self.session.info
         self.tokens = list(info.tokens)
         self.blank = info.blank_index
+        self.frame_rate = info.frame_rate
         self.early_confidence = max(early_confidence, recognizer.threshold)
         commands = list(recognizer.commands)
         # A command that another one starts with cannot be final before silence proves it.
         self._extendable = {a for a in commands for b in commands if b.startswith(a + " ")}
 
-    def partial(self, audio: np.ndarray) -> tuple[str, float]:
+    def partial(self, audio: np.ndarray) -> Partial:
         from speechrnn.decoding import greedy_text
 
         log_probs = self.session.log_probs(audio)
         if len(log_probs) == 0:
-            return "", 0.0
+            return Partial("", 0.0)
         # How sure the network is of its own best path: mean best-token probability.
         confidence = float(np.exp(log_probs.max(axis=1).mean()))
-        return greedy_text(log_probs, self.tokens, self.blank), confidence
+        spoken = np.flatnonzero(log_probs.argmax(axis=1) != self.blank)
+        end = (int(spoken[-1]) + 1) / self.frame_rate if len(spoken) else None
+        return Partial(greedy_text(log_probs, self.tokens, self.blank), confidence, end)
 
     def final(self, audio: np.ndarray) -> Hypothesis:
-        result = self.recognizer.decode(self.session.log_probs(audio))
+        log_probs = self.session.log_probs(audio)
+        result = self.recognizer.decode(log_probs)
         if not result.accepted:
-            return Hypothesis(result.candidate, result.confidence, accepted=False)
+            heard = bool((log_probs.argmax(axis=1) != self.blank).any())
+            return Hypothesis(result.candidate, result.confidence, accepted=False, heard=heard)
         # Free transcription can always go on, so only commands are ever certain early.
         certain = (bool(self.recognizer.commands) and result.confidence >= self.early_confidence
                    and result.text not in self._extendable)
@@ -124,7 +142,12 @@ class StreamEngine:
       once; if the best command is already certain (accepted, confident, and no longer
       command starts with it), its `command` event is emitted at once and the segment ends;
     - otherwise the engine waits for the VAD's hangover: if speech resumes the segment goes
-      on, if not the result already decoded becomes a `command` or `rejected` event.
+      on, if not the result already decoded becomes a `command` or `rejected` event;
+    - when background sound keeps the VAD from hearing an end (music, noise), the model
+      can: once a partial shows `model_endpoint` seconds of blank output after the last
+      character, the audio up to that character (plus post_roll) is decoded, and a
+      certain command is emitted and the segment ended;
+    - a rejected segment in which the model heard no character at all gives no event.
 
     Every decision is taken on a fixed 20 ms grid of stream samples, so the events do not
     depend on how the input is cut into blocks; only the latencies do.
@@ -133,6 +156,7 @@ class StreamEngine:
     def __init__(self, recognizer=None, *, decoder: Decoder | None = None,
                  sample_rate: int = SAMPLE_RATE, vad: VadConfig | dict | None = None,
                  partial_interval: float | None = PARTIAL_INTERVAL,
+                 model_endpoint: float | None = MODEL_ENDPOINT,
                  clock: Callable[[], float] = time.monotonic):
         if decoder is None:
             if recognizer is None:
@@ -147,6 +171,7 @@ class StreamEngine:
         self.segmenter = Segmenter(sample_rate, config=vad or VadConfig())
         self._post_roll = int(round(self.segmenter.config.post_roll * sample_rate))
         self.partial_interval = partial_interval
+        self.model_endpoint = model_endpoint
         self.clock = clock
         self._buffer = np.zeros(0, np.float32)
         self._received = 0
@@ -229,11 +254,34 @@ class StreamEngine:
     def _partial(self) -> list[Event]:
         seg = self.segmenter
         self._last_partial_pos = seg.position
-        text, confidence = self.decoder.partial(seg.current_audio())
-        if not text or text == self._last_partial_text:
+        audio = seg.current_audio()
+        partial = self.decoder.partial(audio)
+        events = []
+        if partial.text and partial.text != self._last_partial_text:
+            self._last_partial_text = partial.text
+            events.append(self._event("partial", partial.text, partial.confidence,
+                                      seg.speech_start, seg.position))
+        if (self.model_endpoint is not None and partial.speech_end is not None
+                and len(audio) / self.sample_rate - partial.speech_end >= self.model_endpoint):
+            events += self._model_endpoint(audio, partial.speech_end)
+        return events
+
+    def _model_endpoint(self, audio: np.ndarray, speech_end: float) -> list[Event]:
+        """End the segment where the model heard its last character, if the command
+        there is certain."""
+        seg = self.segmenter
+        offset = seg.position - len(audio)
+        end = max(seg.speech_start + 1, offset + int(round(speech_end * self.sample_rate)))
+        if self._pending is not None and self._pending[:2] == (seg.speech_start, end):
+            return []  # this end was already tried and was not certain
+        stop = min(len(audio), end - offset + self._post_roll)
+        verdict = self.decoder.final(audio[:stop])
+        self._pending = (seg.speech_start, end, verdict)
+        if not verdict.certain:
             return []
-        self._last_partial_text = text
-        return [self._event("partial", text, confidence, seg.speech_start, seg.position)]
+        segment = Segment(seg.speech_start, end, offset, audio[:stop], self.sample_rate)
+        seg.cut()
+        return self._finish(segment)
 
     def _finish(self, segment: Segment | None) -> list[Event]:
         pending = self._pending
@@ -244,6 +292,8 @@ class StreamEngine:
             verdict = pending[2]
         else:
             verdict = self.decoder.final(segment.audio)
+        if not verdict.accepted and not verdict.heard:
+            return []
         kind: EventType = "command" if verdict.accepted else "rejected"
         return [self._event(kind, verdict.text, verdict.confidence, segment.start,
                             segment.end)]

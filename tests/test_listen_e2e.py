@@ -102,15 +102,23 @@ class Listener:
             [sys.executable, "-m", "speechrnn", "listen", "--jsonl", "--device", "pulse",
              *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.err: list[str] = []
+        self.out: list[str] = []
         self.ready = threading.Event()
-        self._reader = threading.Thread(target=self._read_err, daemon=True)
-        self._reader.start()
+        # Both pipes are drained by threads: nothing else may read them, or lines race.
+        self._readers = [threading.Thread(target=self._read_err, daemon=True),
+                         threading.Thread(target=self._read_out, daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
     def _read_err(self):
         for line in self.proc.stderr:
             self.err.append(line)
             if line.startswith("listening to"):
                 self.ready.set()
+
+    def _read_out(self):
+        for line in self.proc.stdout:
+            self.out.append(line)
 
     def wait_ready(self, timeout=60.0):
         deadline = time.monotonic() + timeout
@@ -123,12 +131,13 @@ class Listener:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
-            out, _ = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        self._reader.join(timeout=5)
-        events = [json.loads(line) for line in out.splitlines()]  # every line must be JSON
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join(timeout=5)
+        events = [json.loads(line) for line in self.out]  # every line must be JSON
         return self.proc.returncode, events, "".join(self.err)
 
 

@@ -271,11 +271,11 @@ def test_device_sending_nothing_at_all(sd, monkeypatch):
 
 
 def test_listen_api_on_a_microphone_releases_it(sd):
-    from speechrnn.stream import Hypothesis, listen
+    from speechrnn.stream import Hypothesis, Partial, listen
 
     class Decoder:
         def partial(self, audio):
-            return "", 0.0
+            return Partial("", 0.0)
 
         def final(self, audio):
             return Hypothesis("go", 1.0, accepted=True, certain=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechrnn.stream import Event, Hypothesis, StreamEngine, file_blocks, listen
+from speechrnn.stream import Event, Hypothesis, Partial, StreamEngine, file_blocks, listen
 
 SR = 16000
 WORDS = {140.0: "left", 200.0: "right", 110.0: "stop"}  # f0 of a synthetic word -> its name
@@ -60,16 +60,26 @@ class FakeDecoder:
         f0 = min(WORDS, key=lambda f: abs(f - freqs[peak]))
         return WORDS[f0] if abs(f0 - freqs[peak]) < 8 else None
 
+    @staticmethod
+    def tonal(audio: np.ndarray) -> np.ndarray:
+        """Which 30 ms frames hold a clear harmonic peak: where the 'model' hears speech."""
+        n = len(audio) // 480
+        frames = audio[: n * 480].reshape(n, 480)
+        spectrum = np.abs(np.fft.rfft(frames * np.hanning(480), axis=1))[:, 1:]
+        return spectrum.max(axis=1) > 12 * np.median(spectrum, axis=1)
+
     def partial(self, audio):
         self.partials += 1
         name = self.name(audio)
-        return (name or "", 0.5)
+        spoken = np.flatnonzero(self.tonal(audio))
+        end = (spoken[-1] + 1) * 0.03 if len(spoken) else None
+        return Partial(name or "", 0.5, end)
 
     def final(self, audio):
         self.finals += 1
         name = self.name(audio)
         if name is None:
-            return Hypothesis("mumble", 0.1, accepted=False)
+            return Hypothesis("mumble", 0.1, accepted=False, heard=bool(self.tonal(audio).any()))
         return Hypothesis(name, 0.9, accepted=True, certain=self.certain)
 
 
@@ -153,6 +163,44 @@ def test_unknown_speech_is_rejected():
     assert [(e.type, e.text) for e in events] == [("rejected", "mumble")]
 
 
+def test_noise_the_model_does_not_hear_as_speech_gives_no_rejection():
+    audio = np.concatenate([silence(1.0), white(0.5, -20.0), silence(1.0)])
+    decoder = FakeDecoder()
+    assert run(audio, decoder=decoder) == []
+    assert decoder.finals == 1  # the VAD took it for speech; the model heard nothing
+
+
+def warbling(seconds: float, level_db: float = -32.0) -> np.ndarray:
+    """Noise swelling and fading 20 dB four times a second: the VAD never hears an end."""
+    noise = white(seconds, level_db, seed=5)
+    t = np.arange(len(noise)) / SR
+    return noise * (10 ** (np.sin(2 * np.pi * 4 * t) - 0.5))
+
+
+def test_model_endpoint_ends_a_command_the_vad_cannot():
+    audio = np.concatenate([silence(1.0), word(0.6, 140, -18), silence(3.0)])
+    audio[SR:] += warbling(3.6)[: len(audio) - SR]
+    spans = (1.0, 1.6)
+    events = finals(simulated(audio, FakeDecoder()))
+    assert [e.text for e in events][:1] == ["left"]
+    first = events[0]
+    assert abs(first.start - spans[0]) < 0.1 and abs(first.end - spans[1]) < 0.1
+    assert first.latency < 0.9  # the model's blank stretch plus a partial interval
+    # The VAD alone would hold the segment open as long as the noise lasts.
+    stuck = finals(simulated(audio, FakeDecoder(), model_endpoint=None))
+    assert stuck[0].end > 4.0
+
+
+@pytest.mark.parametrize("size", [7, 1024, 10**7])
+def test_model_endpoint_does_not_depend_on_block_sizes(size):
+    audio = np.concatenate([silence(1.0), word(0.6, 140, -18), silence(0.5), word(0.5, 200),
+                            silence(2.0)])
+    audio[SR:] += warbling(4.0)[: len(audio) - SR]
+    reference = [(e.type, e.text, e.start, e.end) for e in run(audio, size=800)]
+    assert [e.text for e in finals(run(audio, size=800))][:2] == ["left", "right"]
+    assert [(e.type, e.text, e.start, e.end) for e in run(audio, size=size)] == reference
+
+
 def test_certain_results_skip_the_hangover_and_split_short_pauses():
     audio, _ = commands_audio(pause=0.2)  # shorter than the 0.3 s hangover
     assert len(finals(run(audio, decoder=FakeDecoder(certain=True)))) == 3
@@ -160,11 +208,11 @@ def test_certain_results_skip_the_hangover_and_split_short_pauses():
     assert len(finals(run(audio, decoder=FakeDecoder(certain=False)))) < 3
 
 
-def simulated(audio, decoder, size=800):
+def simulated(audio, decoder, size=800, **kw):
     """Runs the engine with block k arriving at the stream time of its last sample and
     a clock that reads the arrival of the block being processed."""
     now = [0.0]
-    engine = StreamEngine(decoder=decoder, clock=lambda: now[0])
+    engine = StreamEngine(decoder=decoder, clock=lambda: now[0], **kw)
     events = []
     for i in range(0, len(audio), size):
         now[0] = (i + size) / SR
@@ -287,7 +335,7 @@ class FakeRecognizer:
         self.threshold = threshold
         self.result = Result(*verdict)
         self.session = SimpleNamespace(
-            info=SimpleNamespace(tokens=("<blank>", " ", "a"), blank_index=0),
+            info=SimpleNamespace(tokens=("<blank>", " ", "a"), blank_index=0, frame_rate=100.0),
             log_probs=lambda audio: np.log(np.full((5, 3), 1 / 3)))
 
     def decode(self, log_probs):
@@ -310,8 +358,8 @@ def test_segment_decoder_verdicts(commands, verdict, early, expected):
     decoder = SegmentDecoder(FakeRecognizer(commands, verdict), early_confidence=early)
     h = decoder.final(np.zeros(1600, np.float32))
     assert (h.text, h.accepted, h.certain) == expected
-    text, confidence = decoder.partial(np.zeros(1600, np.float32))
-    assert text == "" and 0 < confidence <= 1
+    partial = decoder.partial(np.zeros(1600, np.float32))
+    assert partial.text == "" and 0 < partial.confidence <= 1 and partial.speech_end is None
 
 
 def long_commands_audio():
