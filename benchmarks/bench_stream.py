@@ -6,11 +6,13 @@ streaming against batch accuracy on the same audio, CPU while listening, and mem
 
 Held-out real clips (by default the source and words training keeps out) are strung into
 sessions of about ten utterances with 0.5-1.2 s pauses, the gaps filled with a noise bed at
-each clip's own background level; a third of the sessions also have a noise or music
-recording playing under them at 10 dB below the speech. Every session is played through
-the stream engine in simulated real time: block k (50 ms) arrives at the stream time of its
-last sample, and the engine's clock advances by the real time it spends, so a latency is
-the silence the engine waits for plus its computing time, including any backlog.
+each clip's own background (its quietest 0.3 s, looped); a third of the sessions also have
+a noise or music recording playing under them at 10 dB below the speech. A session holds
+clips of one source (one recording setup), as a user speaks in one room. Every session is
+played through the stream engine in simulated real time: block k (50 ms) arrives at the
+stream time of its last sample, and the engine's clock advances by the real time it
+spends, so a latency is the silence the engine waits for plus its computing time,
+including any backlog.
 Streaming is scored against `Recognizer.transcribe` on the same audio: each utterance cut
 from its session (with 0.25 s either side) and the whole session. CPU is process time per
 second of audio through the microphone path (48 kHz blocks resampled, then the engine);
@@ -64,6 +66,7 @@ BACKGROUNDS = ["music.flac", "rain.flac", "air_conditioner.flac", "water.flac"]
 class Utterance:
     name: str
     expected: str  # the command, or "" for a word that is not one
+    source: str = ""
     path: Path | None = None
     audio: np.ndarray | None = None  # read when chosen
     start: float = 0.0  # place in its session, seconds
@@ -88,7 +91,8 @@ def held_out(manifest: Path, commands: list[str], sources, words) -> list[Uttera
         if not row["text"] or not (row["source"] in sources or row["text"] in words):
             continue
         expected = row["text"] if row["text"] in commands else ""
-        out.append(Utterance(row["path"], expected, manifest.parent / row["path"]))
+        out.append(Utterance(row["path"], expected, row["source"],
+                             manifest.parent / row["path"]))
     return out
 
 
@@ -106,43 +110,48 @@ def generated(count: int, commands: list[str]) -> list[Utterance]:
     return out
 
 
-def floor_rms(audio: np.ndarray) -> float:
-    """A clip's background level: the 10th percentile of its 10 ms RMS values."""
-    n = len(audio) // 160
-    rms = np.sqrt(np.mean(audio[: n * 160].reshape(n, 160).astype(np.float64) ** 2, axis=1))
-    return float(max(np.percentile(rms, 10), 1e-5))
-
-
-def bed(noise: np.ndarray, seconds: float, rms_from: float, rms_to: float, rng) -> np.ndarray:
-    """`seconds` of a noise recording, its level gliding from one clip's background to the
-    next one's."""
+def room_of(audio: np.ndarray, seconds: float = 0.3) -> np.ndarray:
+    """A clip's own background: its quietest `seconds`."""
     n = int(seconds * SAMPLE_RATE)
-    at = rng.randrange(max(1, len(noise) - n))
-    piece = np.resize(noise[at:], n).astype(np.float64)
-    piece /= np.sqrt(np.mean(piece**2)) + 1e-12
-    return (piece * np.geomspace(rms_from, rms_to, n)).astype(np.float32)
+    if len(audio) <= n:
+        return audio.copy()
+    power = np.convolve(audio.astype(np.float64) ** 2, np.ones(n), mode="valid")
+    at = int(np.argmin(power[::160])) * 160
+    return audio[at:at + n].copy()
+
+
+def bed(before: np.ndarray, after: np.ndarray, seconds: float) -> np.ndarray:
+    """`seconds` of room sound between two clips, fading from the first one's background
+    to the second one's. Each is looped forwards and backwards, so the loop has no jumps."""
+    n = int(seconds * SAMPLE_RATE)
+
+    def loop(room: np.ndarray) -> np.ndarray:
+        return np.resize(np.concatenate([room, room[::-1]]), n)
+
+    fade = np.linspace(0.0, 1.0, n, dtype=np.float32)
+    return ((1 - fade) * loop(before) + fade * loop(after)).astype(np.float32)
 
 
 def build_sessions(utterances: list[Utterance], noises: dict[str, np.ndarray],
                    seed: int = 0) -> list[Session]:
     rng = random.Random(seed)
-    room = noises.get("room-tone-jarbas.flac")
-    if room is None:
-        room = np.random.default_rng(seed).standard_normal(SAMPLE_RATE * 5).astype(np.float32)
     sessions = []
-    for k in range(0, len(utterances), PER_SESSION):
-        group = utterances[k:k + PER_SESSION]
+    by_source: dict[str, list[Utterance]] = {}
+    for u in utterances:
+        by_source.setdefault(u.source, []).append(u)
+    groups = [same[k:k + PER_SESSION] for same in by_source.values()
+              for k in range(0, len(same), PER_SESSION)]
+    for group in groups:
         parts, at = [], 0
-        levels = [floor_rms(u.audio) for u in group]
+        rooms = [room_of(u.audio) for u in group]
         for i, u in enumerate(group):
-            before = levels[i - 1] if i else levels[0]
-            gap = bed(room, rng.uniform(0.5, 1.2) if i else 1.0, before, levels[i], rng)
+            gap = bed(rooms[max(0, i - 1)], rooms[i], rng.uniform(0.5, 1.2) if i else 1.0)
             parts.append(gap)
             at += len(gap)
             u.start, u.end = at / SAMPLE_RATE, (at + len(u.audio)) / SAMPLE_RATE
             parts.append(u.audio)
             at += len(u.audio)
-        parts.append(bed(room, 1.0, levels[-1], levels[-1], rng))
+        parts.append(bed(rooms[-1], rooms[-1], 1.0))
         audio = np.concatenate(parts)
         name = ""
         usable = [b for b in BACKGROUNDS if b in noises]

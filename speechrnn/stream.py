@@ -24,6 +24,7 @@ EARLY_CONFIDENCE = 0.0
 # Seconds of blank model output after the last character that end a segment whose
 # command is certain, when the VAD still hears sound (music, noise, a talkative room).
 MODEL_ENDPOINT = 0.3
+MIN_COMMAND = 0.2  # seconds of speech before the model's end that a model endpoint needs
 
 EventType = Literal["partial", "command", "rejected"]
 
@@ -170,6 +171,7 @@ class StreamEngine:
             vad = VadConfig.from_params(**vad)
         self.segmenter = Segmenter(sample_rate, config=vad or VadConfig())
         self._post_roll = int(round(self.segmenter.config.post_roll * sample_rate))
+        self._min_command = int(round(MIN_COMMAND * sample_rate))
         self.partial_interval = partial_interval
         self.model_endpoint = model_endpoint
         self.clock = clock
@@ -271,7 +273,9 @@ class StreamEngine:
         there is certain."""
         seg = self.segmenter
         offset = seg.position - len(audio)
-        end = max(seg.speech_start + 1, offset + int(round(speech_end * self.sample_rate)))
+        end = offset + int(round(speech_end * self.sample_rate))
+        if end - seg.speech_start < self._min_command:
+            return []  # characters in the pre-roll or a blip: not a command's worth of speech
         if self._pending is not None and self._pending[:2] == (seg.speech_start, end):
             return []  # this end was already tried and was not certain
         stop = min(len(audio), end - offset + self._post_roll)
