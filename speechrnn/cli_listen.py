@@ -22,10 +22,10 @@ DEFAULT_THRESHOLD = 0.5  # as speechrnn.recognizer.DEFAULT_THRESHOLD; not import
 METER_DB = 60.0  # the level meter spans -60..0 dB full scale
 STATUS_EVERY = 0.1  # seconds between redraws of the status line
 
-LISTEN_EPILOG = f"""\
+LISTEN_EPILOG = """\
 events (with --jsonl, one JSON object per line on stdout and nothing else):
-  {{"type": "partial" | "command" | "rejected", "text": str, "confidence": float,
-   "start": float, "end": float, "latency": float}}
+  {"type": "partial" | "command" | "rejected", "text": str, "confidence": float,
+   "start": float, "end": float, "latency": float}
   partial   the words heard so far, a few times a second while someone speaks
   command   a command from the list, once its speech has ended (text: the command)
   rejected  speech that was no command, or not surely (text: the closest command)
@@ -44,7 +44,6 @@ examples:
   speechrnn listen --device 2 --commands commands.txt
   speechrnn listen --jsonl | my-program
   speechrnn listen --input recording.wav --realtime
-(default threshold {DEFAULT_THRESHOLD})
 """
 
 

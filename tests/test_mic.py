@@ -389,6 +389,12 @@ def test_listen_rate_refused_exits_2(sd, tiny_model_path, capsys):
     assert "refuses to record at its own rate of 44100 Hz" in capsys.readouterr().err
 
 
+def test_listen_default_threshold_is_the_recognizers():
+    from speechrnn import cli_listen, recognizer
+
+    assert cli_listen.DEFAULT_THRESHOLD == recognizer.DEFAULT_THRESHOLD
+
+
 def test_listen_bad_model_or_input_exits_2(tmp_path, capsys):
     assert cli.main(["listen", "--model", str(tmp_path / "none.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
