@@ -380,16 +380,22 @@ def main(argv: list[str] | None = None) -> int:
                              if e.type == "command"])
     early = sum(1 for x in good if x < 0.2)
 
-    noise_bed = noises.get("room-tone-jarbas.flac", np.zeros(SAMPLE_RATE, np.float32))
     n_cpu = int(args.cpu_seconds * SAMPLE_RATE)
-    quiet = np.resize(noise_bed, n_cpu) / (np.sqrt(np.mean(noise_bed**2)) + 1e-12) * 10**(-60 / 20)
-    hum = noises.get("air_conditioner.flac", noise_bed)
-    hum = np.resize(hum, n_cpu) / (np.sqrt(np.mean(hum**2)) + 1e-12) * 10 ** (-35 / 20)
-    speech = np.resize(np.concatenate([u.audio for u in chosen]), n_cpu)
-    cpu = {"silence (room tone, -60 dB)": cpu_percent(decoder, quiet.astype(np.float32)),
-           "steady noise (air conditioner, -35 dB)": cpu_percent(decoder,
-                                                                 hum.astype(np.float32)),
-           "continuous speech (clips back to back)": cpu_percent(decoder, speech)}
+
+    def at_level(noise: np.ndarray, db: float) -> np.ndarray:
+        x = np.resize(noise, n_cpu).astype(np.float64)
+        return (x / (np.sqrt(np.mean(x**2)) + 1e-12) * 10 ** (db / 20)).astype(np.float32)
+
+    white = np.random.default_rng(0).standard_normal(SAMPLE_RATE * 5)
+    room = noises.get("room-tone-jarbas.flac", white)
+    cpu = {
+        "silence (room tone, or white noise without --noise-dir, -60 dB)":
+            cpu_percent(decoder, at_level(room, -60.0)),
+        "steady noise (air conditioner, or the same, -35 dB)":
+            cpu_percent(decoder, at_level(noises.get("air_conditioner.flac", room), -35.0)),
+        "continuous speech (clips back to back)":
+            cpu_percent(decoder, np.resize(np.concatenate([u.audio for u in chosen]), n_cpu)),
+    }
 
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "session.wav"
