@@ -18,7 +18,7 @@ say() {
 
 say espeak en-us "yes" yes.wav
 say flite slt "stop" stop.wav
-say flite rms "turn on the light" turn_on_the_light.wav
-say espeak en-gb "go back" go_back.wav
+say flite kal "turn on the light" turn_on_the_light.wav
+say espeak en-us "go back" go_back.wav
 # Not in commands.txt: the recognizer should reject it rather than force a command.
 say flite awb "banana" banana.wav

@@ -193,25 +193,48 @@ class FreeResult:
     log_likelihood: float
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance between two strings."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def is_variant(text: str, command: str, max_distance: float) -> bool:
+    """`text` is within `max_distance` edits per character of `command`."""
+    return edit_distance(text, command) <= max_distance * max(len(text), len(command), 1)
+
+
 class CommandScorer:
     """Scores audio against a fixed command list.
 
     Each command's CTC log-likelihood is compared with every other command and with
     "none of these": the probability of the best free (beam search) hypotheses that are
     not commands, the empty one included, so noise and other words lose to it. The
-    confidence is the posterior of the best command among these alternatives, after a
-    `scale` (temperature) and an `other_bias` (log-odds added to "none of these") that
-    calibration may set; scale 1 and bias 0 give the plain restricted posterior.
+    confidence is the posterior of the best command among these alternatives.
+
+    A character model spreads probability over spellings of what it heard ("stop",
+    "stopp", "ston"), so free hypotheses within `variant_distance` edits per character of
+    the best command count as variants of it, not as evidence for "none of these";
+    0.4 keeps "back" (0.5 from "backward") an other word. `scale` (a temperature) and
+    `other_bias` (log-odds added to "none of these") are there for calibration; 1 and 0
+    leave the posterior as it is.
     """
 
     def __init__(self, commands: Sequence[str], tokens: Sequence[str], blank: int = 0,
-                 beam_width: int = 8, scale: float = 1.0, other_bias: float = 0.0):
+                 beam_width: int = 8, variant_distance: float = 0.4, scale: float = 1.0,
+                 other_bias: float = 0.0):
         if not commands:
             raise ValueError("the command list is empty")
         self.commands = list(commands)
         self.tokens = list(tokens)
         self.blank = blank
         self.beam_width = beam_width
+        self.variant_distance = variant_distance
         self.scale = scale
         self.other_bias = other_bias
         index = {t: i for i, t in enumerate(self.tokens)}
@@ -221,11 +244,13 @@ class CommandScorer:
 
     def score(self, log_probs: np.ndarray) -> CommandMatch:
         scores = self.graph.log_likelihoods(log_probs)
-        beam = prefix_beam_search(log_probs, self.beam_width, self.blank)
-        free_text = ids_to_text(beam[0][0], self.tokens) if beam else ""
-        other = log_sum_exp([lp for ids, lp in beam
-                             if ids_to_text(ids, self.tokens) not in self._known])
         best = int(np.argmax(scores))
+        command = self.commands[best]
+        beam = [(ids_to_text(ids, self.tokens), lp)
+                for ids, lp in prefix_beam_search(log_probs, self.beam_width, self.blank)]
+        free_text = beam[0][0] if beam else ""
+        other = log_sum_exp([lp for text, lp in beam if text not in self._known
+                             and not is_variant(text, command, self.variant_distance)])
         logits = np.append(scores, other + self.other_bias) * self.scale
         finite = logits[np.isfinite(logits)]
         if finite.size == 0 or not np.isfinite(scores[best]):
@@ -233,8 +258,7 @@ class CommandScorer:
         else:
             top = finite.max()
             confidence = float(np.exp(logits[best] - top) / np.exp(finite - top).sum())
-        return CommandMatch(self.commands[best], confidence, float(scores[best]), other,
-                            free_text)
+        return CommandMatch(command, confidence, float(scores[best]), other, free_text)
 
 
 def free_decode(log_probs: np.ndarray, tokens: Sequence[str], blank: int = 0,

@@ -32,7 +32,9 @@ BATCH_SEGMENTS = 8  # segments of a long file run through the model together
 BEAM_WIDTH = 8
 REGION_GAP = 0.3  # pauses shorter than this (seconds) stay inside one speech region
 REGION_MIN = 0.1  # shorter loud blips are not speech regions
-REGION_PAD = 0.2  # seconds of context kept around a region when it is decoded alone
+# Seconds of audio kept around detected speech when it is decoded. The model is trained on
+# clips with at most 0.4 s of silence at each end and fails on much longer stretches.
+CONTEXT = 0.2
 SILENCE_DB = -60.0  # a file whose loudest 10 ms stays below this (dB full scale) is silence
 
 
@@ -219,30 +221,36 @@ class Recognizer:
         return transcript
 
     def _short(self, audio: np.ndarray) -> list[Segment]:
-        """A short recording: decoded whole, or region by region if it holds several
-        commands."""
+        """A short recording: its speech decoded as a whole, or region by region if it
+        holds several commands."""
         if _is_silent(audio):
             return []
-        log_probs = self.session.log_probs(audio)
-        result = self.decode(log_probs)
-        regions = speech_regions(audio)
-        if result.accepted:
-            start, end = self._span(log_probs, regions, len(audio))
-            return [_segment(result.text, start, end, result.confidence)]
-        if len(regions) < 2:
-            return []
-        pad = int(REGION_PAD * SAMPLE_RATE)
-        return self._decode_pieces([(a / SAMPLE_RATE, b / SAMPLE_RATE,
-                                     audio[max(0, a - pad):b + pad]) for a, b in regions])
+        regions = speech_regions(audio) or [(0, len(audio))]
+        found = self._decode_pieces([self._piece(audio, regions, 0)])
+        if found or len(regions) < 2:
+            return found
+        return self._decode_pieces([self._piece(audio, [r], 0) for r in regions])
 
     def _long(self, blocks: Iterable[np.ndarray]) -> Iterator[Segment]:
         batch: list[tuple[float, float, np.ndarray]] = []
-        for region in vad.segments(blocks):
-            batch.append((region.start_time, region.end_time, region.audio))
+        for segment in vad.segments(blocks):
+            regions = speech_regions(segment.audio) or [(segment.start - segment.offset,
+                                                         segment.end - segment.offset)]
+            batch.append(self._piece(segment.audio, regions, segment.offset))
             if len(batch) == BATCH_SEGMENTS:
                 yield from self._decode_pieces(batch)
                 batch = []
         yield from self._decode_pieces(batch)
+
+    @staticmethod
+    def _piece(audio: np.ndarray, regions: list[tuple[int, int]],
+               offset: int) -> tuple[float, float, np.ndarray]:
+        """(start, end, audio) of the speech in `regions` with CONTEXT around it; times in
+        seconds, counting `audio[0]` as sample `offset`."""
+        first, last = regions[0][0], regions[-1][1]
+        pad = int(CONTEXT * SAMPLE_RATE)
+        return ((offset + first) / SAMPLE_RATE, (offset + last) / SAMPLE_RATE,
+                audio[max(0, first - pad):last + pad])
 
     def _decode_pieces(self, pieces: list[tuple[float, float, np.ndarray]]) -> list[Segment]:
         """Segments of the pieces (start, end, audio) whose command is accepted."""
@@ -253,23 +261,6 @@ class Recognizer:
             if result.accepted:
                 found.append(_segment(result.text, start, end, result.confidence))
         return found
-
-    def _span(self, log_probs: np.ndarray, regions: list[tuple[int, int]],
-              samples: int) -> tuple[float, float]:
-        """Start and end of the speech that the decoded text came from: the speech regions
-        around the model's non-blank frames."""
-        duration = samples / SAMPLE_RATE
-        times = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in regions]
-        emitting = np.flatnonzero(log_probs.argmax(axis=1) != self.info.blank_index)
-        if len(emitting) == 0:
-            return (times[0][0], times[-1][1]) if times else (0.0, duration)
-        margin = 0.15  # CTC spikes may sit a little outside the word
-        first = emitting[0] / self.info.frame_rate - margin
-        last = (emitting[-1] + 1) / self.info.frame_rate + margin
-        near = [(a, b) for a, b in times if b >= first and a <= last]
-        if near:
-            return near[0][0], near[-1][1]
-        return max(0.0, first), min(duration, last)
 
     def listen(self, device: int | str | None = None, **kw):
         """Live recognition from a microphone: yields events (see speechrnn.stream)."""

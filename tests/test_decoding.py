@@ -164,3 +164,31 @@ def test_free_decode_merges_space_variants():
     result = free_decode(one_hot_path("go left", TOKENS), TOKENS)
     assert result.text == "go left"
     assert 0.5 < result.confidence <= 1.0
+
+
+def test_edit_distance_and_variants():
+    from speechrnn.decoding import edit_distance, is_variant
+
+    assert edit_distance("stop", "ston") == 1
+    assert edit_distance("", "abc") == 3 and edit_distance("kitten", "sitting") == 3
+    assert is_variant("stopp", "stop", 0.4) and is_variant("ston", "stop", 0.4)
+    assert not is_variant("back", "backward", 0.4) and not is_variant("go", "no", 0.4)
+
+
+def test_spelling_variants_of_the_command_do_not_count_against_it():
+    # Half the frames' mass on "stop", the rest spread over near spellings ("ston", "stob").
+    index = {t: i for i, t in enumerate(TOKENS)}
+    frames = []
+    for c, alternatives in [("s", ""), ("t", ""), ("o", ""), ("p", "nb")]:
+        row = np.full(len(TOKENS), 1e-4)
+        row[index[c]] = 0.5 if alternatives else 0.99
+        for a in alternatives:
+            row[index[a]] = 0.49 / len(alternatives)
+        blank = np.full(len(TOKENS), 1e-4)
+        blank[0] = 0.99
+        frames += [row / row.sum(), blank / blank.sum()]
+    log_probs = np.log(np.array(frames))
+    scorer = CommandScorer(["stop", "go", "yes"], TOKENS)
+    assert scorer.score(log_probs).confidence > 0.9
+    strict = CommandScorer(["stop", "go", "yes"], TOKENS, variant_distance=0.0)
+    assert strict.score(log_probs).confidence < 0.6
