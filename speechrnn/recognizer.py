@@ -115,6 +115,23 @@ def speech_regions(audio: np.ndarray) -> list[tuple[int, int]]:
     return [(a * frame, b * frame) for a, b in merged if b - a >= REGION_MIN * 100]
 
 
+def speech_piece(audio: np.ndarray, offset: int = 0,
+                 regions: list[tuple[int, int]] | None = None) -> tuple[float, float, np.ndarray]:
+    """(start, end, audio to decode) of the speech in `audio`: from the first to the last
+    speech region (found with speech_regions unless given), with CONTEXT seconds around.
+
+    Times are seconds, counting `audio[0]` as sample `offset` of the stream. Used for every
+    stretch the recognizer decodes (the stream engine can use it too), because the model
+    fails when speech sits in much more silence or noise than it was trained with.
+    """
+    if not regions:
+        regions = speech_regions(audio) or [(0, len(audio))]
+    first, last = regions[0][0], regions[-1][1]
+    pad = int(CONTEXT * SAMPLE_RATE)
+    return ((offset + first) / SAMPLE_RATE, (offset + last) / SAMPLE_RATE,
+            audio[max(0, first - pad):last + pad])
+
+
 def _segment(text: str, start: float, end: float, confidence: float) -> Segment:
     return Segment(text, round(start, 3), round(end, 3), round(confidence, 4))
 
@@ -225,32 +242,20 @@ class Recognizer:
         holds several commands."""
         if _is_silent(audio):
             return []
-        regions = speech_regions(audio) or [(0, len(audio))]
-        found = self._decode_pieces([self._piece(audio, regions, 0)])
+        regions = speech_regions(audio)
+        found = self._decode_pieces([speech_piece(audio, regions=regions)])
         if found or len(regions) < 2:
             return found
-        return self._decode_pieces([self._piece(audio, [r], 0) for r in regions])
+        return self._decode_pieces([speech_piece(audio, regions=[r]) for r in regions])
 
     def _long(self, blocks: Iterable[np.ndarray]) -> Iterator[Segment]:
         batch: list[tuple[float, float, np.ndarray]] = []
         for segment in vad.segments(blocks):
-            regions = speech_regions(segment.audio) or [(segment.start - segment.offset,
-                                                         segment.end - segment.offset)]
-            batch.append(self._piece(segment.audio, regions, segment.offset))
+            batch.append(speech_piece(segment.audio, segment.offset))
             if len(batch) == BATCH_SEGMENTS:
                 yield from self._decode_pieces(batch)
                 batch = []
         yield from self._decode_pieces(batch)
-
-    @staticmethod
-    def _piece(audio: np.ndarray, regions: list[tuple[int, int]],
-               offset: int) -> tuple[float, float, np.ndarray]:
-        """(start, end, audio) of the speech in `regions` with CONTEXT around it; times in
-        seconds, counting `audio[0]` as sample `offset`."""
-        first, last = regions[0][0], regions[-1][1]
-        pad = int(CONTEXT * SAMPLE_RATE)
-        return ((offset + first) / SAMPLE_RATE, (offset + last) / SAMPLE_RATE,
-                audio[max(0, first - pad):last + pad])
 
     def _decode_pieces(self, pieces: list[tuple[float, float, np.ndarray]]) -> list[Segment]:
         """Segments of the pieces (start, end, audio) whose command is accepted."""
