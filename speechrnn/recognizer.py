@@ -90,8 +90,9 @@ def speech_regions(audio: np.ndarray) -> list[tuple[int, int]]:
     vectorised pass: frames well above the recording's own noise floor, with short gaps
     closed and short blips dropped.
 
-    The streaming segmenter (speechrnn.vad) walks frame by frame, which costs more than
-    the model on a one-second clip; a whole short file needs no streaming.
+    A whole short file needs no streaming: its floor comes from all of it, so speech at
+    its very first sample is found too (the streaming segmenter, speechrnn.vad, has to
+    learn the floor as it goes and can miss a word there).
     """
     frame = SAMPLE_RATE // 100
     n = len(audio) // frame
