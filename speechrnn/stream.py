@@ -64,6 +64,7 @@ class Hypothesis:
     accepted: bool  # a command at or above the threshold (or any text without commands)
     certain: bool = False  # nothing heard later could change it: safe to emit early
     heard: bool = True  # the model heard speech at all; if not, a rejection is not news
+    span: tuple[int, int] | None = None  # speech's first and last sample in the decoded audio
 
 
 @dataclass(frozen=True)
@@ -114,15 +115,22 @@ class SegmentDecoder:
         return Partial(greedy_text(log_probs, self.tokens, self.blank), confidence, end)
 
     def final(self, audio: np.ndarray) -> Hypothesis:
-        log_probs = self.session.log_probs(audio)
+        from speechrnn.recognizer import speech_piece
+
+        # The same crop `transcribe` decodes, so that both give the same verdict and times.
+        start, end, piece = speech_piece(audio)
+        span = (int(round(start * SAMPLE_RATE)), int(round(end * SAMPLE_RATE)))
+        log_probs = self.session.log_probs(piece)
         result = self.recognizer.decode(log_probs)
         if not result.accepted:
             heard = bool((log_probs.argmax(axis=1) != self.blank).any())
-            return Hypothesis(result.candidate, result.confidence, accepted=False, heard=heard)
+            return Hypothesis(result.candidate, result.confidence, accepted=False, heard=heard,
+                              span=span)
         # Free transcription can always go on, so only commands are ever certain early.
         certain = (bool(self.recognizer.commands) and result.confidence >= self.early_confidence
                    and result.text not in self._extendable)
-        return Hypothesis(result.text, result.confidence, accepted=True, certain=certain)
+        return Hypothesis(result.text, result.confidence, accepted=True, certain=certain,
+                          span=span)
 
 
 class StreamEngine:
@@ -299,8 +307,10 @@ class StreamEngine:
         if not verdict.accepted and not verdict.heard:
             return []
         kind: EventType = "command" if verdict.accepted else "rejected"
-        return [self._event(kind, verdict.text, verdict.confidence, segment.start,
-                            segment.end)]
+        start, end = segment.start, segment.end
+        if verdict.span is not None:
+            start, end = segment.offset + verdict.span[0], segment.offset + verdict.span[1]
+        return [self._event(kind, verdict.text, verdict.confidence, start, end)]
 
     def _event(self, kind: EventType, text: str, confidence: float, start: int,
                end: int) -> Event:

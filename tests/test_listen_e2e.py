@@ -224,5 +224,14 @@ def test_listen_through_pulseaudio_spoken_commands(pulse, tmp_path):
     finally:
         code, events, err = listener.stop()
     assert code == 0, err
-    # What batch transcription finds in each word alone, in the order they were played.
-    assert [e["text"] for e in events if e["type"] == "command"] == [e for e in expected if e]
+    got = [e["text"] for e in events if e["type"] == "command"]
+    # Every command that comes out was spoken, in the order it was played, and nothing
+    # that batch transcription finds in a word alone is missed (streaming may also accept
+    # a word that batch rejected, since it sees the word in context).
+    assert is_subsequence(got, spoken), (got, spoken)
+    assert is_subsequence([e for e in expected if e], got), (got, expected)
+
+
+def is_subsequence(short: list[str], long: list[str]) -> bool:
+    rest = iter(long)
+    return all(any(item == x for x in rest) for item in short)

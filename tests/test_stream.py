@@ -333,7 +333,16 @@ def test_trained_model_streams_what_batch_finds_in_order(tmp_path):
     for clip in clips:
         parts += [clip, silence(0.6)]
     events = list(StreamEngine(recognizer).run(blocks_of(np.concatenate(parts), 800)))
-    assert [e.text for e in events if e.type == "command"] == [b for b in batch if b]
+    got = [e.text for e in events if e.type == "command"]
+    # Nothing batch finds in a word alone is missed, and every command that comes out was
+    # spoken, in order (in context, streaming may also accept a word batch rejected).
+    assert is_subsequence([b for b in batch if b], got), (got, batch)
+    assert is_subsequence(got, SPOKEN), (got, SPOKEN)
+
+
+def is_subsequence(short: list[str], long: list[str]) -> bool:
+    rest = iter(long)
+    return all(any(item == x for x in rest) for item in short)
 
 
 class FakeRecognizer:
