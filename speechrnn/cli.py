@@ -56,7 +56,8 @@ examples:
 """
 
 
-def _threshold(text: str) -> float:
+def threshold_value(text: str) -> float:
+    """argparse type of --threshold: a number from 0 to 1."""
     try:
         value = float(text)
     except ValueError:
@@ -90,7 +91,7 @@ def add_transcribe_parser(subparsers) -> None:
                             "comment (default: the list stored in the model)")
     words.add_argument("--free", action="store_true",
                        help="transcribe freely, without a command list (CTC beam search)")
-    p.add_argument("--threshold", type=_threshold, metavar="X",
+    p.add_argument("--threshold", type=threshold_value, metavar="X",
                    help="confidence (0-1) below which a segment is rejected (default: "
                         f"{DEFAULT_THRESHOLD}; with --free, 0)")
     p.add_argument("--format", choices=("text", "jsonl", "csv"), default="text",

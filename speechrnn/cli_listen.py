@@ -17,6 +17,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from speechrnn.cli import threshold_value
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_THRESHOLD = 0.5  # as speechrnn.recognizer.DEFAULT_THRESHOLD; not imported for speed
 METER_DB = 60.0  # the level meter spans -60..0 dB full scale
@@ -69,7 +71,7 @@ def add_parsers(subparsers) -> None:
                             "model)")
     words.add_argument("--free", action="store_true",
                        help="transcribe freely, without a command list")
-    p.add_argument("--threshold", type=_threshold, metavar="X",
+    p.add_argument("--threshold", type=threshold_value, metavar="X",
                    help=f"confidence (0-1) below which speech is rejected (default: "
                         f"{DEFAULT_THRESHOLD})")
     p.add_argument("--jsonl", action="store_true",
@@ -82,16 +84,6 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--model", type=Path, metavar="FILE",
                    help="ONNX model (default: the model bundled with speechrnn)")
     p.set_defaults(func=run_listen)
-
-
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
-    return value
 
 
 def _error(message: str) -> None:

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechrnn.text import BLANK_INDEX, decode, encode, normalize_text
+from speechrnn.decoding import edit_distance, greedy_text
+from speechrnn.text import BLANK_INDEX, TOKENS, encode, normalize_text
 from training.augment import AugmentConfig, Augmenter, spec_augment
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.datasets import (
@@ -217,23 +218,8 @@ def _worker_init(worker_id: int) -> None:
 
 
 def greedy_texts(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-    best = log_probs.argmax(-1)
-    out = []
-    for b in range(best.shape[0]):
-        ids = best[b, : lengths[b]].tolist()
-        collapsed = [t for i, t in enumerate(ids) if i == 0 or t != ids[i - 1]]
-        out.append(" ".join(decode(collapsed).split()))
-    return out
-
-
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+    lp = log_probs.detach().numpy()
+    return [greedy_text(lp[b, : lengths[b]], TOKENS, BLANK_INDEX) for b in range(len(lp))]
 
 
 def command_scores(log_probs: torch.Tensor, lengths: torch.Tensor, commands: list[str]):
