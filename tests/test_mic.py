@@ -3,8 +3,9 @@ choice, resampling, overflows, a vanishing device, Ctrl-C, and clear one-line er
 
 from __future__ import annotations
 
-import _thread
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -57,7 +58,9 @@ class FakeStream:
             self.finished()
         elif self.sd.after == "interrupt":
             time.sleep(0.2)
-            _thread.interrupt_main()
+            # A real SIGINT, as Ctrl-C sends: unlike _thread.interrupt_main() it also
+            # wakes a main thread blocked waiting for audio.
+            os.kill(os.getpid(), signal.SIGINT)
         # "stall": stays active and silent, like a device that hangs
 
     def abort(self):
