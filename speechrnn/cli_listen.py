@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
@@ -201,6 +203,10 @@ class _State:
 def run_listen(args: argparse.Namespace) -> int:
     display = Display(args.jsonl)
     state = _State()
+    # Ctrl-C is how listening ends, even when started from a shell that made background
+    # jobs ignore SIGINT (then Python would never raise KeyboardInterrupt).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         status = _listen(args, display, state)
     except KeyboardInterrupt:

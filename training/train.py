@@ -84,6 +84,7 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = cores left after the data workers
     workers: int = 1
     spec_augment: bool = True
+    init_checkpoint: str | None = None  # start from these weights (fine-tuning)
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> TrainConfig:
@@ -314,6 +315,12 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best_score": -float("inf"),
              "bad_epochs": 0, "skipped_nan": 0, "history": []}
     last = run / "last.pt"
+    if cfg.init_checkpoint and not (resume and last.exists()):
+        try:
+            model.load_state_dict(load_checkpoint(cfg.init_checkpoint)["model_state"])
+        except (CheckpointError, RuntimeError) as e:
+            raise ConfigError(f"init_checkpoint {cfg.init_checkpoint}: {e}") from None
+        log.info("starting from the weights of %s", cfg.init_checkpoint)
     if resume and last.exists():
         try:
             ckpt = load_checkpoint(last)
