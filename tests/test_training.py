@@ -228,3 +228,16 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     assert state["epoch"] == done + 1
     assert [h["epoch"] for h in state["history"]] == list(range(1, done + 2))
     load_model(tmp_path / "model.pt")
+
+
+def test_fine_tuning_starts_from_init_checkpoint(tmp_path):
+    manifest = make_corpus(tmp_path / "corpus")
+    first = train_mod.train(train_mod.load_config(None, tiny_config(tmp_path, manifest,
+                                                                    max_epochs=1)))
+    # With a zero learning rate the weights stay exactly those of the checkpoint.
+    cfg = tiny_config(tmp_path, manifest, max_epochs=1, lr=0.0, init_checkpoint=str(first),
+                      run_dir=str(tmp_path / "ft"), output=str(tmp_path / "ft.pt"))
+    tuned = train_mod.train(train_mod.load_config(None, cfg))
+    a = torch.load(first, weights_only=False)["model_state"]
+    b = torch.load(tuned, weights_only=False)["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
