@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import time
@@ -25,6 +23,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import machine  # noqa: E402
 from speechrnn.audio import resample  # noqa: E402
 from speechrnn.decoding import CommandScorer, greedy_text  # noqa: E402
 from speechrnn.session import ModelSession  # noqa: E402
@@ -165,8 +164,7 @@ def write_report(args, session: ModelSession, rows, seconds: float) -> None:
     out = [
         "# Model accuracy on unseen voices",
         "",
-        f"Measured {date.today()} on {platform.machine()} with {os.cpu_count()} CPU cores "
-        f"({platform.processor() or platform.platform()}), by "
+        f"Measured {date.today()} on {machine()}, by "
         f"`python benchmarks/bench_model.py{' --quick' if args.quick else ''}` "
         f"in {seconds:.0f} s.",
         "",

@@ -18,7 +18,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import machine  # noqa: E402
 from speechrnn.audio import SAMPLE_RATE, read_audio  # noqa: E402
 from speechrnn.recognizer import DEFAULT_THRESHOLD, Recognizer, speech_regions  # noqa: E402
 from speechrnn.session import bundled_model_path  # noqa: E402
@@ -241,20 +241,6 @@ def long_file_accuracy(jsonl: Path, inserted) -> tuple[int, int, int]:
 
 
 # -- report ---------------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}; load average {load:.1f} at start")
 
 
 def main(argv: list[str] | None = None) -> int:
