@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.signals import is_subsequence
+
 ROOT = Path(__file__).resolve().parent.parent
 SINK = "speechrnn_e2e"
 TOOLS = ("pulseaudio", "pactl", "paplay")
@@ -232,6 +234,3 @@ def test_listen_through_pulseaudio_spoken_commands(pulse, tmp_path):
     assert is_subsequence([e for e in expected if e], got), (got, expected)
 
 
-def is_subsequence(short: list[str], long: list[str]) -> bool:
-    rest = iter(long)
-    return all(any(item == x for x in rest) for item in short)

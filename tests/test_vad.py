@@ -7,30 +7,7 @@ import numpy as np
 import pytest
 
 from speechrnn.vad import Segmenter, VadConfig, segments, split
-
-SR = 16000
-
-
-def word(seconds: float, f0: float = 140.0, level_db: float = -20.0, seed: int = 0):
-    """A speech-like burst: harmonics of f0 up to 4 kHz under a syllabic envelope."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    harmonics = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k
-                    for k in range(1, int(4000 / f0)))
-    syllables = max(1, round(seconds / 0.25))
-    envelope = np.abs(np.sin(np.pi * t * syllables / seconds)) ** 0.5
-    x = harmonics * envelope
-    x *= 10 ** (level_db / 20) / np.sqrt(np.mean(x**2))
-    return x.astype(np.float32)
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * SR), np.float32)
-
-
-def white(seconds: float, level_db: float, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(int(seconds * SR)) * 10 ** (level_db / 20)).astype(np.float32)
+from tests.signals import SR, silence, white, word
 
 
 def sequence(*parts: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:

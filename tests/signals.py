@@ -1,0 +1,34 @@
+"""Synthetic test signals and small checks shared by the VAD, stream and listen tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SR = 16000
+
+
+def word(seconds: float, f0: float = 140.0, level_db: float = -20.0, seed: int = 0):
+    """A speech-like burst: harmonics of f0 up to 4 kHz under a syllabic envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    harmonics = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k
+                    for k in range(1, int(4000 / f0)))
+    syllables = max(1, round(seconds / 0.25))
+    x = harmonics * np.abs(np.sin(np.pi * t * syllables / seconds)) ** 0.5
+    x *= 10 ** (level_db / 20) / np.sqrt(np.mean(x**2))
+    return x.astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SR), np.float32)
+
+
+def white(seconds: float, level_db: float, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(seconds * SR)) * 10 ** (level_db / 20)).astype(np.float32)
+
+
+def is_subsequence(short: list[str], long: list[str]) -> bool:
+    """Every item of `short` appears in `long`, in the same order."""
+    rest = iter(long)
+    return all(any(item == x for x in rest) for item in short)
