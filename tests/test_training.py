@@ -114,6 +114,27 @@ def test_augmenter_output_is_finite_bounded_and_varied(tmp_path):
     assert len({len(o) for o in outs}) > 1  # speed and padding change the length
 
 
+def test_batch_framing_gives_one_total_silence_per_batch():
+    aug = Augmenter(AugmentConfig(noise_dir=None, rir_dir=None, p_speed=0.0, p_pitch=0.0,
+                                  p_tight=0.0, pad_seconds=(0.0, 1.2)), seed=4)
+    clean = tone(0.5, 440)
+    same = {len(aug(clean, batch_seed=7)) for _ in range(6)}
+    assert len(same) <= 2  # one total, give or take a sample of rounding
+    starts = {int(np.argmax(np.abs(aug(clean, batch_seed=7)) > 0.01)) for _ in range(6)}
+    assert len(starts) > 1  # the speech moves within the shared silence
+    totals = {len(aug(clean, batch_seed=s)) for s in range(6)}
+    assert len(totals) > 3  # other batches, other silence
+
+
+def test_tagged_sampler_gives_each_batch_one_seed():
+    sampler = BucketBatchSampler([float(i % 7) for i in range(40)], batch_size=8, seed=1,
+                                 tag_batches=True)
+    batches = list(sampler)
+    assert all(len({seed for _, seed in b}) == 1 for b in batches)
+    assert len({b[0][1] for b in batches}) == len(batches)
+    assert sorted(i for b in batches for i, _ in b) == list(range(40))
+
+
 def test_telephone_band_limit_removes_content_above_4khz():
     aug = Augmenter(AugmentConfig(noise_dir=None, rir_dir=None), seed=0)
     def rms(x):  # the middle, away from resampler edge transients

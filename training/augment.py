@@ -129,7 +129,23 @@ class Augmenter:
             return out
         return coloured_noise(n, rng)
 
-    def __call__(self, audio: np.ndarray, utt=None) -> np.ndarray:
+    def _pads(self, batch_seed: int | None) -> np.ndarray:
+        """Silence (samples) before and after a trimmed synthetic clip.
+
+        Given a batch seed, every clip of the batch gets the same total silence, placed at
+        a random point: a batch of similar lengths costs little padding in the LSTM, while
+        over many batches the silence still spans the whole configured range.
+        """
+        c = self.config
+        framing = np.random.default_rng(batch_seed) if batch_seed is not None else self.rng
+        lo, hi = (0.0, 0.05) if framing.random() < c.p_tight else c.pad_seconds
+        if batch_seed is None:
+            return (self.rng.uniform(lo, hi, size=2) * SAMPLE_RATE).astype(int)
+        total = framing.uniform(lo, hi) * 2
+        before = self.rng.uniform(0, total)
+        return (np.array([before, total - before]) * SAMPLE_RATE).astype(int)
+
+    def __call__(self, audio: np.ndarray, utt=None, batch_seed: int | None = None) -> np.ndarray:
         c, rng = self.config, self.rng
         synthetic = utt is None or utt.source.startswith("synth")
         if synthetic:
@@ -138,10 +154,7 @@ class Augmenter:
             else:
                 self.babble[rng.integers(32)] = audio.copy()
             # Real recordings often start and end right at the word; teach both framings.
-            audio = trim_silence(audio)
-            lo, hi = (0.0, 0.05) if rng.random() < c.p_tight else c.pad_seconds
-            pads = (rng.uniform(lo, hi, size=2) * SAMPLE_RATE).astype(int)
-            audio = np.pad(audio, pads)
+            audio = np.pad(trim_silence(audio), self._pads(batch_seed))
         else:
             pads = (rng.uniform(0, 0.15, size=2) * SAMPLE_RATE).astype(int)
             audio = np.pad(audio, pads)

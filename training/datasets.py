@@ -141,7 +141,9 @@ class SpeechDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.utts)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        """key: an index, or (index, batch seed) from BucketBatchSampler for batch framing."""
+        i, batch_seed = key if isinstance(key, tuple) else (key, None)
         utt = self.utts[i]
         try:
             audio = load_audio(utt.path)
@@ -149,7 +151,8 @@ class SpeechDataset(torch.utils.data.Dataset):
             log.warning("skipping unreadable %s: %s", utt.path, e)
             return None
         if self.augment is not None:
-            audio = self.augment(audio, utt)
+            audio = (self.augment(audio, utt) if batch_seed is None
+                     else self.augment(audio, utt, batch_seed=batch_seed))
         audio = audio[: self.max_samples]
         if not np.isfinite(audio).all():
             return None
@@ -186,11 +189,15 @@ def durations(utts: Sequence[Utterance]) -> list[Utterance]:
 
 
 class BucketBatchSampler(torch.utils.data.Sampler):
-    """Batches of similar duration (less padding), in random order, new each epoch."""
+    """Batches of similar duration (less padding), in random order, new each epoch.
+
+    With tag_batches, each item is (index, batch seed), so the augmenter can frame all the
+    clips of a batch alike (see Augmenter._pads)."""
 
     def __init__(self, seconds: Sequence[float], batch_size: int, seed: int = 0,
-                 bucket_batches: int = 50):
+                 bucket_batches: int = 50, tag_batches: bool = False):
         self.seconds = list(seconds)
+        self.tag_batches = tag_batches
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 0
@@ -209,6 +216,9 @@ class BucketBatchSampler(torch.utils.data.Sampler):
             batches += [chunk[i:i + self.batch_size]
                         for i in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
+        if self.tag_batches:
+            seeds = [rng.getrandbits(32) for _ in batches]
+            batches = [[(i, seed) for i in b] for b, seed in zip(batches, seeds)]
         return iter(batches)
 
     def __len__(self) -> int:

@@ -197,7 +197,8 @@ def _group_held_out(held: list[Utterance], words: set[str]) -> dict[str, list[Ut
 def make_loader(utts, cfg: TrainConfig, augment, epoch_seed: int, train: bool):
     ds = SpeechDataset(utts, augment=augment)
     if train:
-        sampler = BucketBatchSampler([u.seconds for u in utts], cfg.batch_size, cfg.seed)
+        sampler = BucketBatchSampler([u.seconds for u in utts], cfg.batch_size, cfg.seed,
+                                     tag_batches=True)
         sampler.set_epoch(epoch_seed)
         kw = {"batch_sampler": sampler}
     else:
