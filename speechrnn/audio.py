@@ -17,6 +17,14 @@ import soxr
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+# Rates a recording can have. A header is only a claim: a damaged one saying 1 Hz would
+# have the resampler make 16,000 samples of every one read (gigabytes from a small file).
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 768000
+# Samples (frames x channels) read from a file at once, whatever its header declares:
+# keeps memory bounded when it claims billions of frames or a thousand channels.
+READ_SAMPLES = 1 << 21
+PIECE_SECONDS = 60.0  # read_audio's reads, in seconds of input
 
 
 class AudioError(Exception):
@@ -58,7 +66,18 @@ def open_audio(path: str | Path) -> sf.SoundFile:
     if f.frames == 0 or f.samplerate <= 0 or f.channels <= 0:
         f.close()
         raise AudioError(f"{path} holds no audio samples (zero length)")
+    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+        rate = f.samplerate
+        f.close()
+        raise AudioError(f"{path} declares a sample rate of {rate} Hz, outside the "
+                         f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz speechrnn reads; its header "
+                         "is probably damaged")
     return f
+
+
+def _block_frames(f: sf.SoundFile, seconds: float) -> int:
+    """Frames of `seconds` of `f`, at most READ_SAMPLES samples over all channels."""
+    return max(1, min(int(seconds * f.samplerate), READ_SAMPLES // f.channels))
 
 
 def audio_info(path: str | Path) -> AudioInfo:
@@ -77,11 +96,14 @@ def to_mono_float(samples: np.ndarray) -> np.ndarray:
         samples = (samples.astype(np.float32) - mid) / (info.max - mid + 1)
     elif samples.dtype.kind != "f":
         raise ValueError(f"audio samples must be numbers, not {samples.dtype}")
+    if samples.ndim == 2 and samples.shape[1] == 0:
+        raise ValueError("audio has no channels (shape [samples, 0])")
     if samples.ndim == 2:
         samples = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     elif samples.ndim != 1:
         raise ValueError(f"audio must be [samples] or [samples, channels], not {samples.shape}")
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by the caller
+        return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 def resample(samples: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -93,9 +115,10 @@ def resample(samples: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RA
 
 
 def to_16k_mono(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Any array of audio at any rate -> 16 kHz mono float32."""
-    if sample_rate <= 0:
-        raise ValueError(f"sample rate must be positive, not {sample_rate}")
+    """An array of audio at MIN_SAMPLE_RATE to MAX_SAMPLE_RATE -> 16 kHz mono float32."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample rate must be {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, "
+                         f"not {sample_rate}")
     return resample(to_mono_float(samples), int(sample_rate))
 
 
@@ -107,18 +130,29 @@ def _check_finite(block: np.ndarray, path: Path) -> None:
 
 
 def read_audio(path: str | Path) -> np.ndarray:
-    """A whole file as 16 kHz mono float32."""
+    """A whole file as 16 kHz mono float32.
+
+    Read in bounded pieces and mixed to mono as it goes, so memory follows the samples
+    really there, not what the header declares.
+    """
     path = Path(path)
+    pieces = []
     with open_audio(path) as f:
-        try:
-            data = f.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise AudioError(f"{path} is damaged: its audio data cannot be decoded") from e
         rate = f.samplerate
-    if len(data) == 0:
+        step = _block_frames(f, PIECE_SECONDS)
+        while True:
+            try:
+                data = f.read(step, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as e:
+                raise AudioError(f"{path} is damaged: its audio data cannot be decoded") from e
+            _check_finite(data, path)
+            if len(data):
+                pieces.append(to_mono_float(data))
+            if len(data) < step:
+                break
+    if not pieces:
         raise AudioError(f"{path} holds no audio samples (zero length)")
-    _check_finite(data, path)
-    return resample(to_mono_float(data), rate)
+    return resample(np.concatenate(pieces), rate)
 
 
 def iter_blocks(path: str | Path, block_seconds: float = 10.0) -> Iterator[np.ndarray]:
@@ -130,7 +164,7 @@ def iter_blocks(path: str | Path, block_seconds: float = 10.0) -> Iterator[np.nd
     path = Path(path)
     with open_audio(path) as f:
         rate = f.samplerate
-        block_frames = max(1, int(block_seconds * rate))
+        block_frames = _block_frames(f, block_seconds)
         stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(
             rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         total = 0

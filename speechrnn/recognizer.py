@@ -80,7 +80,8 @@ def _is_silent(audio: np.ndarray) -> bool:
     frame = SAMPLE_RATE // 100
     usable = len(audio) // frame * frame
     if usable == 0:
-        return float(np.mean(np.square(audio), dtype=np.float64)) < 10 ** (SILENCE_DB / 10)
+        return (len(audio) == 0 or float(np.mean(np.square(audio, dtype=np.float64)))
+                < 10 ** (SILENCE_DB / 10))
     power = np.square(audio[:usable], dtype=np.float64).reshape(-1, frame).mean(axis=1)
     return float(power.max()) < 10 ** (SILENCE_DB / 10)
 
