@@ -148,6 +148,11 @@ class Recognizer:
         in free mode nothing is rejected unless a threshold is given).
     free: transcribe without a command list (CTC prefix beam search).
     Raises ModelError or CommandsError with one sentence when either cannot be used.
+
+    Thread-safe: decoding changes nothing in a Recognizer (onnxruntime's run is
+    thread-safe), so threads may share one and get what one thread gets
+    (tests/test_concurrency.py). Each `listen()` or StreamEngine is one stream's state:
+    use it from one thread at a time.
     """
 
     def __init__(self, model: str | Path | ModelSession | None = None,
@@ -202,7 +207,8 @@ class Recognizer:
                    sample_rate: int | None = None) -> Transcript:
         """Commands spoken in a file or an array, with times and confidences.
 
-        An array is [samples] or [samples, channels] at `sample_rate` (default 16 kHz).
+        An array is [samples] or [samples, channels] at `sample_rate` (default 16 kHz,
+        4-768 kHz accepted); one that is not audio (shape, dtype, rate) raises ValueError.
         Problems with a file come back as `Transcript.error`, never as an exception.
         """
         if isinstance(path_or_array, str | Path):
