@@ -183,7 +183,6 @@ class StreamEngine:
         self.partial_interval = partial_interval
         self.model_endpoint = model_endpoint
         self.clock = clock
-        self._buffer = np.zeros(0, np.float32)
         self._received = 0
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=8192)
         self._reset_segment_state()
@@ -211,32 +210,29 @@ class StreamEngine:
         block = as_block(block)
         self._received += len(block)
         self._arrivals.append((self._received, self.clock() if arrival is None else arrival))
-        data = np.concatenate([self._buffer, block]) if len(self._buffer) else block
+        seg = self.segmenter
         events: list[Event] = []
-        n = len(data) // STEP
-        for i in range(n):
-            events += self._step(data[i * STEP:(i + 1) * STEP])
-        self._buffer = data[n * STEP:].copy()
+        # The segmenter analyses the whole block at once and stops after every frame, so
+        # that decisions fall on the STEP grid whatever the block sizes.
+        for done in seg.frames(block):
+            if done is not None:
+                events += self._finish(done)
+            if seg.position % STEP == 0:
+                events += self._step()
         return events
 
     def flush(self) -> list[Event]:
         """End of stream: finish the open segment."""
         events: list[Event] = []
-        if len(self._buffer):
-            for seg in self.segmenter.push(self._buffer):
-                events += self._finish(seg)
-            self._buffer = np.zeros(0, np.float32)
         for seg in self.segmenter.flush():
             events += self._finish(seg)
         return events
 
     # -- internals ---------------------------------------------------------------------
 
-    def _step(self, chunk: np.ndarray) -> list[Event]:
+    def _step(self) -> list[Event]:
         seg = self.segmenter
         events: list[Event] = []
-        for done in seg.push(chunk):
-            events += self._finish(done)
         if not seg.confirmed:
             return events
         silence = seg.position - seg.speech_end

@@ -22,6 +22,8 @@ class VadConfig:
 
     onset_db: float = 10.0
     release_db: float = 5.0
+    end_db: float = 12.0
+    peak_drop_db: float = 25.0
     min_level_db: float = -65.0
     floor_window: float = 2.0
     floor_percentile: float = 10.0
@@ -95,9 +97,15 @@ class Segmenter:
       what has been heard so far, so loud noise at the start is not taken for speech, and
       speech at the very start is still found at its first rise (pre-roll covers the rest).
     - a segment opens on a frame `onset_db` above the floor (and above `min_level_db`), stays
-      open while frames are `release_db` above the floor, and ends after `hangover` seconds
-      below that. Segments with less than `min_speech` seconds of speech are dropped; longer
-      than `max_segment` seconds are cut at their quietest frame near the limit.
+      open while frames are speech, and ends after `hangover` seconds without speech. A frame
+      of an open segment is speech when it is `release_db` above the floor, `end_db` above
+      the quietest frame of the segment's pre-roll (the sound just before it: when the
+      background has just risen, the floor lags behind), and at most `peak_drop_db` below
+      the segment's loudest frame so far (a reverberation tail, breath, or noise rising
+      towards the next word is not more of this word). The last two end a segment where its
+      word ends, so commands with short pauses come apart and results come early.
+      Segments with less than `min_speech` seconds of speech are dropped; longer than
+      `max_segment` seconds are cut at their quietest frame near the limit.
 
     A Segment's `start`/`end` are the samples where speech begins and ends; its `audio` also
     holds `pre_roll` seconds before and `post_roll` seconds after (less at the stream's edges).
@@ -108,7 +116,8 @@ class Segmenter:
             decode(seg.audio)                   # seg.start_time / seg.end_time in seconds
 
     Streaming use (what speechrnn.stream does): `Segmenter.push(block)` returns the segments
-    that ended in that block; between pushes, `active`, `confirmed`, `speech_end`,
+    that ended in that block, `Segmenter.frames(block)` yields frame by frame; between
+    frames, `active`, `confirmed`, `speech_end`,
     `trailing_silence`, `snapshot()` and `current_audio()` describe the open segment, and
     `cut()` ends it early.
     """
@@ -140,6 +149,7 @@ class Segmenter:
         self._recent = np.zeros(0)  # energies of the last floor_window, for the floor
         self.floor_db = c.min_level_db
         self._history: deque[np.ndarray] = deque(maxlen=max(self._pre_roll, 1))
+        self._history_db: deque[float] = deque(maxlen=max(self._pre_roll, 1))
         self._reset_segment()
 
     # -- state of the open segment ------------------------------------------------------
@@ -149,6 +159,8 @@ class Segmenter:
         self._seg_frames: list[np.ndarray] = []
         self._seg_energy: list[float] = []
         self._seg_voiced: list[bool] = []
+        self._peak = -np.inf  # loudest frame of the open segment, dB
+        self._local_floor = -np.inf  # quietest frame of its pre-roll, dB
         self._seg_offset = 0  # first frame of the segment's audio (pre-roll included)
         self._speech_start = 0  # frame indices
         self._speech_end = 0
@@ -195,6 +207,7 @@ class Segmenter:
         seg = self.snapshot() if self.confirmed else None
         # The silence after the speech is the next segment's pre-roll.
         self._history.extend(self._seg_frames[self._speech_end - self._seg_offset:])
+        self._history_db.extend(self._seg_energy[self._speech_end - self._seg_offset:])
         self._reset_segment()
         return seg
 
@@ -202,13 +215,19 @@ class Segmenter:
 
     def push(self, block) -> list[Segment]:
         """Analyse one block; returns the segments that ended within it, in order."""
+        return [seg for seg in self.frames(block) if seg is not None]
+
+    def frames(self, block) -> Iterator[Segment | None]:
+        """Analyse one block frame by frame: yields after each 10 ms frame the segment that
+        ended there, or None. Between frames the caller sees the state at that frame and
+        may `cut()` the open segment (what the stream engine does)."""
         block = as_block(block)
         if len(self._pending):
             block = np.concatenate([self._pending, block])
         n = len(block) // self.frame
         self._pending = block[n * self.frame:].copy()
         if n == 0:
-            return []
+            return
         frames = block[: n * self.frame].reshape(n, self.frame)
         energy = self._energies(self._band_power(frames))
         floor = self._floors(energy)
@@ -217,12 +236,9 @@ class Segmenter:
         onset = (loud & (energy > floor + c.onset_db)).tolist()
         voiced = (loud & (energy > floor + c.release_db)).tolist()
         self.floor_db = float(floor[-1])
-        done: list[Segment] = []
+        levels = energy.tolist()
         for i in range(n):
-            seg = self._step(frames[i], onset[i], voiced[i], float(energy[i]))
-            if seg is not None:
-                done.append(seg)
-        return done
+            yield self._step(frames[i], onset[i], voiced[i], levels[i])
 
     def flush(self) -> list[Segment]:
         """End of stream: the open segment, if it is long enough, ends where audio ends."""
@@ -284,9 +300,15 @@ class Segmenter:
                 self._open(index, frame, energy)
             else:
                 self._history.append(frame)
+                self._history_db.append(energy)
             return None
         self._seg_frames.append(frame)
         self._seg_energy.append(energy)
+        # A tail far below the segment's loudest frame (reverberation, breath, a noise
+        # bed rising towards the next word) is not more of this speech.
+        voiced = (voiced and energy > self._peak - self.config.peak_drop_db
+                  and energy > self._local_floor + self.config.end_db)
+        self._peak = max(self._peak, energy)
         self._seg_voiced.append(voiced)
         if voiced:
             self._speech_end = index + 1
@@ -300,7 +322,12 @@ class Segmenter:
     def _open(self, index: int, frame: np.ndarray, energy: float) -> None:
         self.active = True
         pre = list(self._history)[-self._pre_roll:] if self._pre_roll else []
+        before = list(self._history_db)[-self._pre_roll:] if self._pre_roll else []
         self._history.clear()
+        self._history_db.clear()
+        # The sound just before the onset: when the background has just risen (a noisier
+        # room, a fan), the running floor lags behind it and would hold the segment open.
+        self._local_floor = min(before) if before else -np.inf
         self._seg_frames = [*pre, frame]
         self._seg_energy = [np.nan] * len(pre) + [energy]
         self._seg_voiced = [False] * len(pre) + [True]
@@ -308,6 +335,7 @@ class Segmenter:
         self._speech_start = index
         self._speech_end = index + 1
         self._voiced = 1
+        self._peak = energy
 
     def _split(self) -> Segment | None:
         """Cut an overlong segment at its quietest frame in the last quarter; the rest
@@ -319,15 +347,19 @@ class Segmenter:
         seg = self._make(self._speech_start, cut_frame, cut_frame) if self.confirmed else None
         rest = self._seg_frames[at:], self._seg_energy[at:], self._seg_voiced[at:]
         voiced = [i for i, v in enumerate(rest[2]) if v]
+        local_floor = self._local_floor
         self._reset_segment()
         if voiced:
             self.active = True
+            self._local_floor = local_floor
             self._seg_frames, self._seg_energy, self._seg_voiced = rest
             self._seg_offset = self._speech_start = cut_frame
             self._speech_end = cut_frame + voiced[-1] + 1
             self._voiced = len(voiced)
+            self._peak = float(np.nanmax(rest[1]))
         else:
             self._history.extend(rest[0])
+            self._history_db.extend(rest[1])
         return seg
 
     def _make(self, start: int, end: int, stop: int) -> Segment:

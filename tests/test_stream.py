@@ -150,10 +150,10 @@ def test_noise_the_model_does_not_hear_as_speech_gives_no_rejection():
 
 
 def warbling(seconds: float, level_db: float = -32.0) -> np.ndarray:
-    """Noise swelling and fading 20 dB four times a second: the VAD never hears an end."""
+    """Noise swelling and fading 20 dB eight times a second: the VAD never hears an end."""
     noise = white(seconds, level_db, seed=5)
     t = np.arange(len(noise)) / SR
-    return noise * (10 ** (np.sin(2 * np.pi * 4 * t) - 0.5))
+    return noise * (10 ** (np.sin(2 * np.pi * 8 * t) - 0.5))
 
 
 def test_model_endpoint_ends_a_command_the_vad_cannot():
