@@ -6,7 +6,7 @@ Runs the atheris target for --seconds in a child process (per-input timeout 20 s
 limit 1500 MB) starting from the seed files, and writes benchmarks/results/fuzz.json:
 inputs run, time, executions per second, corpus size, peak memory, slowest input and every
 finding (crash-*, timeout-*, oom-* files kept under --artifacts). The robustness report
-(benchmarks/bench_robustness.py) turns it into a table.
+(benchmarks/bench_robustness.py, rerun at the end) turns it into a table.
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
+    from benchmarks.bench_robustness import write_report
+
+    write_report()
     return 0
 
 

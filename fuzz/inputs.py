@@ -73,9 +73,10 @@ def wav_bytes(fields: WavFields, payload: bytes) -> bytes:
     fmt = struct.pack("<HHIIHH", f.format_tag & 0xFFFF, f.channels & 0xFFFF,
                       f.sample_rate & 0xFFFFFFFF, rate & 0xFFFFFFFF, align & 0xFFFF,
                       f.bits & 0xFFFF)
-    fmt = fmt + bytes(max(0, f.fmt_size - 16))  # extension bytes, zeroed
-    body = b"WAVE" + b"fmt " + struct.pack("<I", f.fmt_size & 0xFFFFFFFF) + fmt[:max(
-        f.fmt_size, 16)]
+    # Extension bytes, zeroed; a huge declared fmt size gets at most 64 bytes (the
+    # file claims more than it holds, which is the point).
+    fmt = (fmt + bytes(48))[:max(16, min(f.fmt_size, 64))]
+    body = b"WAVE" + b"fmt " + struct.pack("<I", f.fmt_size & 0xFFFFFFFF) + fmt
     if f.junk_chunk:
         body += b"LIST" + struct.pack("<I", 4) + b"INFO"
     size = len(payload) if f.data_size is None else f.data_size

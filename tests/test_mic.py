@@ -401,3 +401,19 @@ def test_listen_default_threshold_is_the_recognizers():
 def test_listen_bad_model_or_input_exits_2(tmp_path, capsys):
     assert cli.main(["listen", "--model", str(tmp_path / "none.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["silence", "dc-offset", "dc-offset-negative"])
+def test_listen_device_delivering_silence_or_dc_gives_no_events(sd, tiny_model_path, capsys,
+                                                                kind):
+    # Threshold 0 accepts anything the VAD passes on, so a false segment shows as an event.
+    level = {"silence": 0.0, "dc-offset": 0.3, "dc-offset-negative": -0.6}[kind]
+    rng = np.random.default_rng(0)
+    sd.audio = (level + rng.standard_normal(6 * 48000) * 1e-4 * (level != 0)
+                ).astype(np.float32)
+    sd.after = "interrupt"
+    code = cli.main(["listen", "--model", str(tiny_model_path), "--device", "0", "--jsonl",
+                     "--threshold", "0"])
+    out, err = capsys.readouterr()
+    assert code == 0 and out == ""
+    assert "stopped after 6.0 s: 0 command(s), 0 rejected, 0 overflow(s)" in err
