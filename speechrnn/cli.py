@@ -36,8 +36,9 @@ output formats:
          with empty start/end/text for a file without any
 
 Files up to 10 seconds are decoded whole; longer ones are read in blocks and split by
-voice activity, so a file of hours needs little memory. Any sample rate, channel count
-and sample format that libsndfile reads is converted to 16 kHz mono.
+voice activity, so a file of hours needs little memory. Any sample rate from 4 to
+768 kHz, channel count and sample format that libsndfile reads is converted to 16 kHz
+mono.
 
 Every command's CTC likelihood is compared with the others and with "none of these"
 (the best free transcriptions that are not commands); a segment whose best command has
