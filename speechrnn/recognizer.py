@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from speechrnn import vad
 from speechrnn.audio import (
     SAMPLE_RATE,
     AudioError,
@@ -28,7 +27,6 @@ from speechrnn.session import ModelError, ModelSession
 DEFAULT_THRESHOLD = 0.5
 SHORT_SECONDS = 10.0  # files up to this long are decoded whole
 BLOCK_SECONDS = 10.0  # read size for long files; bounds memory
-BATCH_SEGMENTS = 8  # segments of a long file run through the model together
 BEAM_WIDTH = 8
 REGION_GAP = 0.3  # pauses shorter than this (seconds) stay inside one speech region
 REGION_MIN = 0.1  # shorter loud blips are not speech regions
@@ -257,13 +255,13 @@ class Recognizer:
         return self._decode_pieces([speech_piece(audio, regions=[r]) for r in regions])
 
     def _long(self, blocks: Iterable[np.ndarray]) -> Iterator[Segment]:
-        batch: list[tuple[float, float, np.ndarray]] = []
-        for segment in vad.segments(blocks):
-            batch.append(speech_piece(segment.audio, segment.offset))
-            if len(batch) == BATCH_SEGMENTS:
-                yield from self._decode_pieces(batch)
-                batch = []
-        yield from self._decode_pieces(batch)
+        """A long recording through the stream engine as fast as it goes: the same
+        segmentation and verdicts as `listen` on the same audio."""
+        from speechrnn.stream import StreamEngine
+
+        for event in StreamEngine(self, partials=False).run(blocks):
+            if event.type == "command":
+                yield _segment(event.text, event.start, event.end, event.confidence)
 
     def _decode_pieces(self, pieces: list[tuple[float, float, np.ndarray]]) -> list[Segment]:
         """Segments of the pieces (start, end, audio) whose command is accepted."""

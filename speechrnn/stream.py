@@ -166,7 +166,7 @@ class StreamEngine:
                  sample_rate: int = SAMPLE_RATE, vad: VadConfig | dict | None = None,
                  partial_interval: float | None = PARTIAL_INTERVAL,
                  model_endpoint: float | None = MODEL_ENDPOINT,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, partials: bool = True):
         if decoder is None:
             if recognizer is None:
                 raise TypeError("StreamEngine needs a recognizer or a decoder")
@@ -182,6 +182,12 @@ class StreamEngine:
         self._min_command = int(round(MIN_COMMAND * sample_rate))
         self.partial_interval = partial_interval
         self.model_endpoint = model_endpoint
+        self.partials = partials
+        # Without partial events (batch transcription), a partial decode is needed only
+        # where it could find a model endpoint: a command's worth of speech and a blank
+        # stretch after it. Skipping the others leaves every decision as it was.
+        self._endpoint_from = (None if model_endpoint is None else
+                               int((MIN_COMMAND + model_endpoint) * sample_rate) - 1)
         self.clock = clock
         self._received = 0
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=8192)
@@ -260,10 +266,13 @@ class StreamEngine:
     def _partial(self) -> list[Event]:
         seg = self.segmenter
         self._last_partial_pos = seg.position
+        if not self.partials and (self._endpoint_from is None
+                                  or seg.position - seg.speech_start < self._endpoint_from):
+            return []
         audio = seg.current_audio()
         partial = self.decoder.partial(audio)
         events = []
-        if partial.text and partial.text != self._last_partial_text:
+        if self.partials and partial.text and partial.text != self._last_partial_text:
             self._last_partial_text = partial.text
             events.append(self._event("partial", partial.text, partial.confidence,
                                       seg.speech_start, seg.position))
