@@ -180,6 +180,21 @@ def test_model_endpoint_does_not_depend_on_block_sizes(size):
     assert [(e.type, e.text, e.start, e.end) for e in run(audio, size=size)] == reference
 
 
+def test_without_partial_events_the_decisions_are_the_same():
+    audio = np.concatenate([silence(1.0), word(0.6, 140, -18), silence(0.5), word(0.5, 200),
+                            silence(2.0)])
+    audio[SR:] += warbling(4.0)[: len(audio) - SR]
+    live, batch = FakeDecoder(), FakeDecoder()
+    reference = run(audio, decoder=live)
+    quiet = run(audio, decoder=batch, partials=False)
+    assert [e.text for e in finals(reference)][:2] == ["left", "right"]  # model endpoints
+    key = lambda events: [(e.type, e.text, e.start, e.end, e.confidence)  # noqa: E731
+                          for e in events]
+    assert key(quiet) == key(finals(reference))
+    assert 0 < batch.partials < live.partials
+    assert key(finals(run(audio, model_endpoint=None))) != key(finals(reference))
+
+
 def test_certain_results_skip_the_hangover_and_split_short_pauses():
     audio, _ = commands_audio(pause=0.2)  # shorter than the 0.3 s hangover
     assert len(finals(run(audio, decoder=FakeDecoder(certain=True)))) == 3
@@ -357,19 +372,23 @@ def test_segment_decoder_verdicts(commands, verdict, early, expected):
 
 
 def long_commands_audio():
+    # Some pauses shorter than the VAD's hangover: only a certain result splits them.
     parts = [silence(1.0)]
-    for i, f0 in enumerate([140.0, 200.0, 110.0, 170.0, 125.0]):
-        parts += [word(0.6, f0, -20 - 2 * i, seed=i), silence(1.6)]
+    for i, (f0, pause) in enumerate([(140.0, 2.6), (200.0, 0.2), (110.0, 2.6), (170.0, 0.25),
+                                     (125.0, 2.6)]):
+        parts += [word(0.6, f0, -20 - 2 * i, seed=i), silence(pause)]
     return np.concatenate(parts)
 
 
-def test_streaming_matches_batch_transcribe(tiny_model_path):
+def test_streaming_matches_batch_transcribe(tiny_model_path, tmp_path):
     from speechrnn.recognizer import Recognizer
 
     recognizer = Recognizer(tiny_model_path, ["yes", "no", "stop", "go"], threshold=0.0)
     audio = long_commands_audio()
     assert len(audio) > 10 * SR  # transcribe splits files this long by voice activity
+    sf.write(tmp_path / "long.wav", audio, SR, subtype="FLOAT")
     batch = recognizer.transcribe(audio).segments
+    assert recognizer.transcribe(tmp_path / "long.wav").segments == batch
     streamed = [e for e in StreamEngine(recognizer).run(blocks_of(audio, 800))
                 if e.type == "command"]
     assert len(batch) == len(streamed) == 5

@@ -142,3 +142,35 @@ def test_config_checks():
 def test_accepts_float64_and_column_blocks():
     audio, _ = sequence(silence(1.0), word(0.6), silence(1.0))
     assert len(list(segments([audio.astype(np.float64)[:, None]]))) == 1
+
+
+OLD_RELEASE = dict(end_db=-200.0, peak_drop_db=200.0)  # only the floor ends a segment
+
+
+def test_background_rising_just_before_a_word_does_not_hold_it_open():
+    # A fan turns on half a second before the word, 8 dB up: too little for an onset, and
+    # the running floor takes about two seconds to follow.
+    audio = np.concatenate([white(2.5, -50.0, seed=3), white(4.0, -42.0, seed=4)])
+    audio[3 * SR:int(3.6 * SR)] += word(0.6, level_db=-20.0)
+    found = split(audio)
+    assert len(found) == 1 and abs(found[0].end_time - 3.6) < 0.1
+    assert split(audio, **OLD_RELEASE)[0].end_time > 4.0
+
+
+def test_a_tail_far_below_the_word_ends_it():
+    decay = (10 ** (-2.0 * np.arange(SR) / SR)).astype(np.float32)
+    tail = white(1.0, -28.0, seed=5) * decay  # reverberation: 40 dB a second
+    audio = np.concatenate([silence(1.0), word(0.6, level_db=-20.0), tail, silence(1.0)])
+    audio += white(len(audio) / SR, -60.0, seed=6)
+    found = split(audio)
+    assert len(found) == 1 and found[0].end_time < 2.1
+    assert split(audio, **OLD_RELEASE)[0].end_time > 2.2
+
+
+def test_frames_yield_after_every_frame():
+    audio = np.concatenate([silence(1.0), word(0.5), silence(1.0)])
+    vad = Segmenter()
+    steps = list(vad.frames(audio[:12345]))
+    assert len(steps) == 12345 // 160 and vad.position == len(steps) * 160
+    done = [s for s in steps + list(vad.frames(audio[12345:])) + vad.flush() if s]
+    assert [(s.start, s.end) for s in done] == [(s.start, s.end) for s in split(audio)]
