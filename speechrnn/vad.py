@@ -100,8 +100,9 @@ class Segmenter:
       open while frames are speech, and ends after `hangover` seconds without speech. A frame
       of an open segment is speech when it is `release_db` above the floor, `end_db` above
       the quietest frame of the segment's pre-roll (the sound just before it: when the
-      background has just risen, the floor lags behind), and at most `peak_drop_db` below
-      the segment's loudest frame so far (a reverberation tail, breath, or noise rising
+      background has just risen, the floor lags behind; but never more than `onset_db`
+      below the segment's loudest frame, so quiet words still count), and at most
+      `peak_drop_db` below the loudest frame (a reverberation tail, breath, or noise rising
       towards the next word is not more of this word). The last two end a segment where its
       word ends, so commands with short pauses come apart and results come early.
       Segments with less than `min_speech` seconds of speech are dropped; longer than
@@ -306,8 +307,11 @@ class Segmenter:
         self._seg_energy.append(energy)
         # A tail far below the segment's loudest frame (reverberation, breath, a noise
         # bed rising towards the next word) is not more of this speech.
-        voiced = (voiced and energy > self._peak - self.config.peak_drop_db
-                  and energy > self._local_floor + self.config.end_db)
+        c = self.config
+        # end_db above the sound before the segment, but not above onset_db below its
+        # loudest frame, so that a quiet word (10 dB over the noise) is still speech.
+        end_level = min(self._local_floor + c.end_db, self._peak - c.onset_db)
+        voiced = voiced and energy > max(end_level, self._peak - c.peak_drop_db)
         self._peak = max(self._peak, energy)
         self._seg_voiced.append(voiced)
         if voiced:

@@ -174,3 +174,12 @@ def test_frames_yield_after_every_frame():
     assert len(steps) == 12345 // 160 and vad.position == len(steps) * 160
     done = [s for s in steps + list(vad.frames(audio[12345:])) + vad.flush() if s]
     assert [(s.start, s.end) for s in done] == [(s.start, s.end) for s in split(audio)]
+
+
+@pytest.mark.parametrize("snr_db", [10.0, 14.0, 30.0])
+def test_quiet_and_loud_words_keep_their_length(snr_db):
+    audio = white(4.0, -50.0, seed=3)
+    audio[2 * SR:int(2.6 * SR)] += word(0.6, level_db=-50.0 + snr_db)
+    found = split(audio)
+    assert len(found) == 1
+    assert abs(found[0].start_time - 2.0) < 0.1 and abs(found[0].end_time - 2.6) < 0.05
