@@ -331,6 +331,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         opt.load_state_dict(ckpt["optimizer"])
         state = ckpt["train_state"]
         torch.set_rng_state(ckpt["torch_rng"])
+        if "py_rng" in ckpt:  # SpecAugment draws from `random`: same masks as unbroken
+            random.setstate(ckpt["py_rng"])
+            np.random.set_state(ckpt["np_rng"])
         log.info("resumed from %s at epoch %d (%.1f min trained)", last, state["epoch"],
                  state["elapsed"] / 60)
 
@@ -403,7 +406,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         else:
             state["bad_epochs"] += 1
         save_checkpoint(last, model, optimizer=opt.state_dict(), train_state=state,
-                        torch_rng=torch.get_rng_state(), config=asdict(cfg))
+                        torch_rng=torch.get_rng_state(), py_rng=random.getstate(),
+                        np_rng=np.random.get_state(), config=asdict(cfg))
         if state["bad_epochs"] >= cfg.patience:
             log.info("no improvement for %d epochs; stopping early", cfg.patience)
             break
