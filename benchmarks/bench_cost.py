@@ -1,0 +1,145 @@
+"""What the model costs: size, memory of the real command, and the time it took to train.
+
+    python benchmarks/bench_cost.py [--model M] [--checkpoint C] [--metrics FILE]
+
+Real-time factor and latency come from the accuracy and stream benchmarks (see
+`python -m benchmarks`). Writes benchmarks/results/cost.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine  # noqa: E402
+from speechrnn.audio import SAMPLE_RATE  # noqa: E402
+from speechrnn.session import ModelSession, bundled_model_path  # noqa: E402
+
+DEFAULT_CHECKPOINT = ROOT / "training" / "checkpoints" / "default.pt"
+DEFAULT_METRICS = ROOT / "runs" / "default" / "metrics.jsonl"
+
+
+def model_size(path: Path) -> dict:
+    """File size in MB and, when the onnx package is there, the parameter count."""
+    out = {"mb": path.stat().st_size / 1e6, "parameters": None}
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        out["parameters"] = int(sum(int(np.prod(t.dims)) for t in model.graph.initializer
+                                    if t.data_type == onnx.TensorProto.FLOAT))
+    except Exception:
+        pass
+    return out
+
+
+def training_time(checkpoint: Path, metrics: Path, model: Path | None = None) -> dict:
+    """Minutes of training: to the saved epoch (the checkpoint's own record) and the whole
+    run (the last entry of the run's metrics log), where each is at hand."""
+    out: dict = {"to_checkpoint": None, "run": None, "epochs": None}
+    if checkpoint.is_file():
+        try:
+            import torch
+
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            ts = state.get("train_state") or {}
+            if "elapsed" in ts:
+                out["to_checkpoint"] = ts["elapsed"] / 60
+                out["epochs"] = ts.get("epoch")
+        except Exception:
+            pass
+    if metrics.is_file():
+        rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        if rows and "minutes" in rows[-1]:
+            out["run"] = rows[-1]["minutes"]
+            out["run_epochs"] = rows[-1].get("epoch")
+            # A log written after the model file belongs to a later run than the model.
+            out["run_is_later"] = bool(model and model.is_file()
+                                       and metrics.stat().st_mtime > model.stat().st_mtime)
+    return out
+
+
+def peak_memory(model: Path | None, seconds: float = 60.0) -> tuple[float, float]:
+    """(peak MB, wall s) of `python -m speechrnn transcribe` on a minute of speech-like
+    audio, start-up included, in a child process."""
+    from benchmarks.bench_transcribe import run_command
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    audio = 0.01 * rng.standard_normal(len(t))
+    for start in np.arange(1.0, seconds - 1, 3.0):  # a voiced burst every 3 s
+        i, j = int(start * SAMPLE_RATE), int((start + 0.6) * SAMPLE_RATE)
+        audio[i:j] += 0.2 * np.sin(2 * np.pi * 150 * t[i:j]) * np.hanning(j - i)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "minute.wav"
+        sf.write(wav, audio.astype(np.float32), SAMPLE_RATE)
+        args = ["transcribe", *(["--model", str(model)] if model else []), str(wav)]
+        _, wall, peak = run_command(args, Path(tmp) / "out.txt")
+    return peak, wall
+
+
+def measure(model: Path | None, checkpoint: Path, metrics: Path) -> dict:
+    path = Path(model or bundled_model_path())
+    info = ModelSession(path, threads=1).info
+    peak, wall = peak_memory(model)
+    return {"model": str(path), "version": info.model_version, "size": model_size(path),
+            "peak_mb": peak, "transcribe_wall": wall,
+            "training": training_time(checkpoint, metrics, path)}
+
+
+def report(c: dict, command: str, extra: list[str] | None = None) -> str:
+    t = c["training"]
+    params = c["size"]["parameters"]
+    lines = [
+        "# Cost: size, memory, training time",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}, by `{command}`.",
+        "",
+        "| what | figure | how |",
+        "|---|---|---|",
+        f"| model file | {c['size']['mb']:.2f} MB"
+        + (f", {params:,} parameters" if params else "")
+        + f" | `{Path(c['model']).name}`, version {c['version']} |",
+        f"| peak memory of `speechrnn transcribe` | {c['peak_mb']:.0f} MB | a one-minute "
+        f"file, start-up included ({c['transcribe_wall']:.1f} s), child process's maximum "
+        "resident set |",
+    ]
+    if t["to_checkpoint"] is not None:
+        lines.append(f"| training, to the saved epoch | {t['to_checkpoint']:.0f} min "
+                     f"({t['epochs']} epochs) | the checkpoint's own record "
+                     "(`train_state.elapsed`); time of any checkpoint it was fine-tuned "
+                     "from is not included |")
+    if t["run"] is not None:
+        lines.append(f"| training, whole run | {t['run']:.0f} min ({t.get('run_epochs')} "
+                     "epochs) | last entry of the run's `metrics.jsonl`"
+                     + (" (written after the model file: a later run, not this model's)"
+                        if t.get("run_is_later") else "") + " |")
+    lines += extra or []
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--metrics", type=Path, default=DEFAULT_METRICS)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cost.md")
+    args = p.parse_args(argv)
+    c = measure(args.model, args.checkpoint, args.metrics)
+    args.out.write_text(report(c, "python benchmarks/bench_cost.py"))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The test sets: voices the default model never heard, and users' own manifests.
+
+- ``synthetic``: held-out synthetic voices (the very split training makes, by
+  training.datasets.split_by_speaker with the settings of training/configs/default.json)
+  saying the 35 Speech Commands words, plus some of their clips of other words.
+- ``real-speaker``: the real speaker training holds out (the ros-commands recordings):
+  its command words, the words that are not commands ("back", "front") and no-word clips,
+  against the model's 35 commands.
+- ``real-word``: the real word training holds out ("jarvis") among the other wake words
+  of its source ("alexa", "computer", "jarvis").
+- ``--manifest NAME=FILE``: a user's JSONL manifest (`path`, `text`; paths relative to the
+  manifest; `text` "" for a clip with no word), scored against its own texts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from speechrnn.audio import read_audio
+from speechrnn.text import normalize_text
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_CONFIG = ROOT / "training" / "configs" / "default.json"
+
+
+class ManifestError(Exception):
+    """A --manifest argument or file that cannot be used; the message says why."""
+
+
+@dataclass
+class Clip:
+    name: str
+    said: str  # what the clip says ("" for no word)
+    expected: str  # the command to recognize, "" when nothing should be
+    kind: str  # "command", "other word" or "no word"
+    path: str
+
+    def audio(self) -> np.ndarray:
+        return read_audio(self.path)
+
+
+@dataclass
+class TestSet:
+    name: str
+    description: str
+    commands: list[str]
+    clips: list[Clip] = field(default_factory=list)
+
+
+def make_clip(name: str, path: str, said: str, commands: list[str]) -> Clip:
+    said = normalize_text(said or "")
+    kind = "no word" if not said else "command" if said in commands else "other word"
+    return Clip(name, said, said if kind == "command" else "", kind, path)
+
+
+def says_a_command(text: str, commands: list[str]) -> bool:
+    """`text` holds one of the commands as whole words ("scroll down" holds "down")."""
+    padded = f" {text} "
+    return any(f" {c} " in padded for c in commands)
+
+
+def sample(items: list, n: int | None, seed: int = 0) -> list:
+    """A deterministic sample of n items (all when n is None or larger), in a stable order."""
+    if n is None or len(items) <= n:
+        return list(items)
+    return random.Random(seed).sample(items, n)
+
+
+# -- the default model's held-out data ------------------------------------------------
+
+
+def training_config():
+    """training/configs/default.json as training reads it (needs the train extra)."""
+    from training.train import load_config
+
+    return load_config(TRAIN_CONFIG)
+
+
+def held_out_synthetic(manifest: Path | None = None):
+    """(held-out utterances, command list) of the synthetic corpus, split as training does."""
+    from training.datasets import read_manifest, split_by_speaker
+    from training.train import VOCAB_DIR, read_list
+
+    data = training_config().data
+    path = Path(manifest or ROOT / data.synth_manifest)
+    synth = read_manifest(path, source="synth")
+    _, held = split_by_speaker(synth, data.synth_held_out_fraction,
+                               data.synth_held_out_voices, hashed_prefix="espeak-ng:")
+    return sorted(held, key=lambda u: u.path), read_list(VOCAB_DIR / "speech_commands.txt")
+
+
+def synthetic_set(n: int | None, other_share: float = 0.25,
+                  manifest: Path | None = None) -> TestSet:
+    held, commands = held_out_synthetic(manifest)
+    said = [u for u in held if u.text in commands]
+    others = [u for u in held if u.text and not says_a_command(u.text, commands)]
+    n_other = None if n is None else int(n * other_share)
+    chosen = sample(said, None if n is None else n - n_other) + sample(others, n_other, 1)
+    voices = len({u.speaker for u in held})
+    return TestSet("synthetic", f"held-out synthetic voices ({voices} voices training never "
+                   "heard): the 35 Speech Commands words and other words", commands,
+                   [make_clip(Path(u.path).name, u.path, u.text, commands) for u in chosen])
+
+
+def synthetic_other_words(commands: list[str], manifest: Path | None = None) -> list[Clip]:
+    """Every held-out synthetic clip that says no command (for the false-alarm hour)."""
+    held, _ = held_out_synthetic(manifest)
+    return [make_clip(Path(u.path).name, u.path, u.text, commands)
+            for u in held if u.text and not says_a_command(u.text, commands)]
+
+
+def real_rows(manifest: Path) -> list[dict]:
+    rows = []
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            row["path"] = str(manifest.parent / row["path"])
+            row["text"] = normalize_text(row.get("text") or "")
+            rows.append(row)
+    return rows
+
+
+def real_held_out(default_commands: list[str]) -> tuple[TestSet | None, TestSet | None]:
+    """The held-out real speaker and the held-out real word, per training's config."""
+    specs = training_config().data.real
+    speaker = word = None
+    for spec in specs:
+        manifest = Path(spec["manifest"])
+        if not manifest.is_absolute():
+            manifest = ROOT / manifest
+        if not manifest.is_file():
+            continue
+        rows = real_rows(manifest)
+        sources = set(spec.get("held_out_sources", []))
+        words = set(spec.get("held_out_words", []))
+        mine = [r for r in rows if r["source"] in sources]
+        if mine:
+            speaker = TestSet(
+                "real-speaker", "the real speaker training holds out (" + ", ".join(
+                    s.split("/")[-1] for s in sorted(sources)) + "): its words against the "
+                "model's 35 commands; other words and no-word clips must be rejected",
+                default_commands,
+                [make_clip(Path(r["path"]).name, r["path"], r["text"], default_commands)
+                 for r in mine])
+        unseen = [r for r in rows if r["text"] in words]
+        if unseen:
+            source = unseen[0]["source"]
+            vocab = sorted({r["text"] for r in rows if r["text"] and r["source"] == source})
+            word = TestSet(
+                "real-word", f"the real word training holds out ({', '.join(sorted(words))}) "
+                f"among the words of its source ({', '.join(vocab)})", vocab,
+                [make_clip(Path(r["path"]).name, r["path"], r["text"], vocab) for r in unseen])
+    return speaker, word
+
+
+# -- users' manifests -------------------------------------------------------------------
+
+
+def parse_manifest_arg(arg: str) -> tuple[str, Path]:
+    """`NAME=FILE` -> (name, path); a clear sentence when it is malformed."""
+    name, sep, file = arg.partition("=")
+    name, file = name.strip(), file.strip()
+    if not sep or not name or not file:
+        raise ManifestError(f"--manifest takes NAME=FILE (for example mine=clips.jsonl), "
+                            f"not {arg!r}")
+    if not all(c.isalnum() or c in "-_." for c in name):
+        raise ManifestError(f"--manifest name {name!r} may hold only letters, digits, "
+                            "'-', '_' and '.'")
+    return name, Path(file)
+
+
+def manifest_set(name: str, path: Path, commands: list[str] | None = None) -> TestSet:
+    """A user's JSONL manifest as a test set; commands default to its own texts."""
+    if not path.is_file():
+        raise ManifestError(f"manifest {path} does not exist")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            audio = Path(row["path"])
+            text = normalize_text(row.get("text") or "")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise ManifestError(f"{path} line {number} is not a JSON object with 'path' and "
+                                "'text'") from None
+        if not audio.is_absolute():
+            audio = path.parent / audio
+        if not audio.is_file():
+            raise ManifestError(f"{path} line {number}: audio file {audio} does not exist")
+        rows.append((str(audio), text))
+    if not rows:
+        raise ManifestError(f"manifest {path} has no clips")
+    commands = commands or sorted({t for _, t in rows if t})
+    if not commands:
+        raise ManifestError(f"manifest {path} has no clip with text, so no command list; "
+                            "give --commands")
+    return TestSet(name, f"`{path}` ({len(rows)} clips) against "
+                   f"{len(commands)} commands", commands,
+                   [make_clip(Path(a).name, a, t, commands) for a, t in rows])
+
+
+def skip(what: str, why: str) -> None:
+    print(f"skipping {what}: {why}", file=sys.stderr)

@@ -1,0 +1,275 @@
+"""The benchmark suite's own logic: threshold sweeps, stored verdicts, manifests, the
+README table, generated conditions, the peer's grammar."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from benchmarks import conditions as cond
+from benchmarks import summary, testsets
+from benchmarks.bench_false_alarms import Hour, command_free_audio, matched_threshold
+from benchmarks.peer import grammar
+from benchmarks.scoring import (
+    REJECTED,
+    Verdict,
+    confusion,
+    false_accepts_per_hour,
+    false_reject_rate,
+    long_form_segments,
+    recommended_threshold,
+    speechrnn_verdict,
+    sweep,
+)
+from tests.signals import SR, silence, white, word
+
+# -- threshold sweep on toy scores ------------------------------------------------------
+
+
+def test_verdict_text_falls_back_to_regions_like_transcribe():
+    v = Verdict("stop", 0.4, regions=[("go", 0.7), ("up", 0.2)])
+    assert v.text(0.3) == "stop"  # the whole clip is accepted
+    assert v.text(0.5) == "go"  # rejected whole: the regions one by one
+    assert v.text(0.1) == "stop"
+    assert v.text(0.8) == ""
+    assert Verdict("stop", 0.4).text(0.5) == ""  # a single region has no fallback
+
+
+def test_false_rejects_count_misses_and_wrong_commands():
+    expected = ["stop", "go", "yes", "", "no"]
+    verdicts = [Verdict("stop", 0.9), Verdict("no", 0.8), Verdict("yes", 0.3),
+                Verdict("stop", 0.99), Verdict("no", 0.6)]
+    # At 0.5: stop right, go heard as no (wrong), yes rejected, no right; the
+    # command-free clip does not count.
+    assert false_reject_rate(expected, verdicts, 0.5) == pytest.approx(2 / 4)
+    assert false_reject_rate(expected, verdicts, 0.0) == pytest.approx(1 / 4)
+    assert false_reject_rate(expected, verdicts, 0.95) == pytest.approx(1.0)
+    assert np.isnan(false_reject_rate([""], [Verdict()], 0.5))
+
+
+def test_false_accepts_per_hour_and_the_recommended_threshold():
+    confidences = [0.95, 0.7, 0.6, 0.3, 0.1]
+    assert false_accepts_per_hour(confidences, 0.5, 0.5) == pytest.approx(6.0)
+    assert false_accepts_per_hour(confidences, 2.0, 0.0) == pytest.approx(2.5)
+    with pytest.raises(ValueError):
+        false_accepts_per_hour(confidences, 0.0, 0.5)
+    expected = ["a", "a", "a", "a"]
+    verdicts = [Verdict("a", c) for c in (0.99, 0.9, 0.8, 0.4)]
+    curve = sweep(expected, verdicts, confidences, 2.0, thresholds=[0.0, 0.5, 0.65, 0.75, 0.96])
+    assert [p["fa_per_hour"] for p in curve] == [2.5, 1.5, 1.0, 0.5, 0.0]
+    assert [p["fr"] for p in curve] == [0.0, 0.25, 0.25, 0.25, 0.75]
+    # Under 1 false accept an hour first at 0.75, where a quarter are missed.
+    assert recommended_threshold(curve, 1.0)["threshold"] == 0.75
+    assert recommended_threshold(curve, 0.0) is None
+
+
+def test_confusion_counts_outputs_per_command():
+    table = confusion(["stop", "stop", "go", ""], ["stop", "", "no", "yes"])
+    assert table == {"stop": {"stop": 1, REJECTED: 1}, "go": {"no": 1}}
+
+
+def test_peer_threshold_matches_speechrnn_rejection():
+    no_cmd = [("", Verdict("a", c), Verdict("a", p))
+              for c, p in [(0.2, 0.5), (0.3, 0.9), (0.7, 0.95)]]
+    # speechrnn rejects 2 of 3 at 0.5; the peer needs a threshold above 0.9 for that.
+    assert matched_threshold({"s": no_cmd}) == pytest.approx(0.91)
+
+
+# -- stored verdicts are what the recognizer outputs -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    from speechrnn import Recognizer
+
+    return Recognizer(threshold=0.0)
+
+
+def test_stored_verdict_gives_what_transcribe_gives_at_each_threshold(recognizer):
+    from speechrnn import Recognizer
+
+    clips = [np.concatenate([silence(0.3), word(0.5, f0=f, seed=i), silence(0.4),
+                             word(0.4, f0=f * 1.3, seed=i + 9), silence(0.3)])
+             for i, f in enumerate((110.0, 160.0, 220.0))]
+    clips += [np.concatenate([silence(0.2), word(0.6, seed=4), silence(0.3)]), silence(1.0),
+              white(1.0, -30)]
+    for t in (0.0, 0.3, 0.5, 0.8):
+        batch = Recognizer(recognizer.session, threshold=t)
+        for audio in clips:
+            assert speechrnn_verdict(recognizer, audio).text(t) == batch.transcribe(audio).text
+
+
+def test_long_form_segments_give_the_audio_of_each_decided_segment(recognizer):
+    audio = np.concatenate([silence(1.0), word(0.5, seed=1), silence(1.5), word(0.6, seed=2),
+                            silence(1.5)])
+    audio = audio + white(len(audio) / SR, -65)[:len(audio)]
+    pieces = []
+    segments = long_form_segments(recognizer, [audio[i:i + 1600]
+                                               for i in range(0, len(audio), 1600)],
+                                  on_piece=pieces.append)
+    assert len(pieces) == len(segments)
+    for s, p in zip(segments, pieces, strict=True):
+        assert 0 <= s.start < s.end <= len(audio) / SR
+        assert len(p) >= int((s.end - s.start) * SR)
+    assert long_form_segments(recognizer, [silence(3.0)]) == []
+
+
+# -- test sets --------------------------------------------------------------------------
+
+
+def test_manifest_argument():
+    assert testsets.parse_manifest_arg("mine=clips/m.jsonl") == ("mine",
+                                                                 testsets.Path("clips/m.jsonl"))
+    for bad in ("mine", "=m.jsonl", "mine=", "my set=m.jsonl"):
+        with pytest.raises(testsets.ManifestError, match="--manifest"):
+            testsets.parse_manifest_arg(bad)
+
+
+def test_manifest_set_reads_relative_paths_and_its_own_commands(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ("1.wav", "2.wav", "3.wav"):
+        sf.write(tmp_path / "a" / name, np.zeros(1600, np.float32), SR)
+    rows = [{"path": "a/1.wav", "text": "Lights ON"}, {"path": "a/2.wav", "text": "stop"},
+            {"path": str(tmp_path / "a" / "3.wav"), "text": ""}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    s = testsets.manifest_set("mine", manifest)
+    assert s.commands == ["lights on", "stop"]
+    assert [(c.kind, c.expected) for c in s.clips] == [("command", "lights on"),
+                                                      ("command", "stop"), ("no word", "")]
+    assert s.clips[0].audio().shape == (1600,)
+    other = testsets.manifest_set("mine", manifest, ["stop", "go"])
+    assert [c.kind for c in other.clips] == ["other word", "command", "no word"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"path": "missing.wav", "text": "x"}', "does not exist"),
+    ('not json', "line 1 is not a JSON object"),
+    ('{"text": "x"}', "line 1 is not a JSON object"),
+    ("", "has no clips"),
+])
+def test_manifest_errors_are_sentences(tmp_path, content, message):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(content)
+    with pytest.raises(testsets.ManifestError, match=message):
+        testsets.manifest_set("x", manifest)
+    with pytest.raises(testsets.ManifestError, match="does not exist"):
+        testsets.manifest_set("x", tmp_path / "nope.jsonl")
+
+
+def test_says_a_command_matches_whole_words():
+    commands = ["down", "on", "turn off"]
+    assert testsets.says_a_command("scroll down", commands)
+    assert testsets.says_a_command("please turn off now", commands)
+    assert not testsets.says_a_command("downtown", commands)
+    assert not testsets.says_a_command("turn", commands)
+    assert not testsets.says_a_command("", commands)
+
+
+# -- README table -------------------------------------------------------------------------
+
+
+def test_readme_table_is_rewritten_between_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{summary.START}\nold table\n{summary.END}\nafter\n")
+    body = summary.table([summary.Row("accuracy", "90 %", "95 %", "accuracy.md")],
+                         "Measured today.")
+    summary.update_readme(readme, body)
+    summary.update_readme(readme, body)  # twice: the same file
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n" + summary.START + "\nMeasured today.")
+    assert text.endswith(summary.END + "\nafter\n")
+    assert "old table" not in text
+    assert "| accuracy | 90 % | 95 % | [`accuracy.md`](benchmarks/results/accuracy.md) |" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(summary.ReadmeError, match="benchmarks:start"):
+        summary.update_readme(readme, body)
+
+
+def test_the_repository_readme_has_the_markers():
+    text = (testsets.ROOT / "README.md").read_text()
+    assert text.count(summary.START) == 1 and text.count(summary.END) == 1
+    assert text.index(summary.START) < text.index(summary.END)
+
+
+def test_stream_latency_is_read_from_the_stream_results(tmp_path):
+    md = tmp_path / "stream.md"
+    md.write_text("| events | count | p50 | p95 | max |\n|---|---|---|---|---|\n"
+                  "| `command`, right | 81 | 158 ms | 405 ms | 655 ms |\n")
+    assert summary.stream_latency(md) == ("158 ms", "405 ms")
+    assert summary.stream_latency(tmp_path / "none.md") is None
+
+
+# -- conditions -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", cond.NOISE_KINDS)
+def test_noises_are_deterministic_and_unit_power(kind):
+    voices = [word(0.5, seed=i) for i in range(3)]
+    a = cond.make_noise(kind, SR, seed=1, voices=voices)
+    assert np.array_equal(a, cond.make_noise(kind, SR, seed=1, voices=voices))
+    assert not np.array_equal(a, cond.make_noise(kind, SR, seed=2, voices=voices))
+    assert a.dtype == np.float32 and len(a) == SR
+    assert np.mean(a.astype(np.float64) ** 2) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_snr_is_measured_over_the_speech():
+    speech = np.concatenate([silence(1.0), word(0.5), silence(1.0)])
+    noise = cond.make_noise("hum", len(speech), seed=0)
+    mixed = cond.mix_at_snr(speech, noise, 10.0)
+    added = mixed - speech
+    speech_power = np.mean(word(0.5).astype(np.float64) ** 2)
+    assert 10 * np.log10(speech_power / np.mean(added ** 2)) == pytest.approx(10.0, abs=0.3)
+
+
+def test_rooms_and_telephone_band():
+    audio = word(0.5)
+    assert np.array_equal(cond.room_response(3), cond.room_response(3))
+    wet = cond.reverberate(audio, 3)
+    assert len(audio) < len(wet) <= len(audio) + SR // 2  # the tail is kept
+    assert len(cond.band_limited_8k(audio)) == len(audio) // 2
+    names = [c.name for c in cond.conditions()]
+    assert names == ["clean", "20 dB", "10 dB", "5 dB", "0 dB", "8 kHz", "reverberant"]
+    # Without voices there is no cafe: noise kinds go music, hum, keyboard in turn.
+    assert [cond.noise_kind_of("5 dB", i, False) for i in range(4)] == ["music", "hum",
+                                                                      "keyboard", "music"]
+    assert cond.noise_kind_of("clean", 0, False) == ""
+
+
+def test_command_free_audio_is_as_long_as_asked(tmp_path):
+    path = tmp_path / "w.wav"
+    sf.write(path, np.concatenate([silence(0.2), word(0.4), silence(0.2)]), SR)
+    pools = {"words": [testsets.Clip("w", "hello", "", "other word", str(path))]}
+    hour = Hour()
+    blocks = list(command_free_audio(pools, 95.0, [], hour, seed=3, block=10.0))
+    assert sum(len(b) for b in blocks) == 95 * SR
+    assert all(len(b) == 10 * SR for b in blocks[:-1])
+    assert sum(hour.seconds.values()) == pytest.approx(95.0)
+    again = list(command_free_audio(pools, 95.0, [], Hour(), seed=3, block=10.0))
+    assert all(np.array_equal(a, b) for a, b in zip(blocks, again, strict=True))
+
+
+# -- the peer ---------------------------------------------------------------------------
+
+
+def test_grammar_allows_one_command_and_names_unknown_words():
+    text, missing = grammar(["yes", "turn on the light", "zzzq"],
+                            known={"yes", "turn", "on", "the", "light"})
+    assert "public <command> = yes | turn on the light ;" in text
+    assert text.startswith("#JSGF V1.0;")
+    assert missing == ["zzzq"]
+    with pytest.raises(ValueError):
+        grammar(["zzzq"], known=set())
+
+
+def test_pocketsphinx_decodes_within_the_grammar():
+    pytest.importorskip("pocketsphinx")
+    from benchmarks.peer import PocketSphinx
+
+    peer = PocketSphinx(["yes", "no", "stop"])
+    v = peer.verdict(np.concatenate([silence(0.3), word(0.5), silence(0.3)]))
+    assert v.best in ("", "yes", "no", "stop")
+    assert 0.0 <= v.confidence <= 1.0 and v.compute > 0 and v.seconds == pytest.approx(1.1)
