@@ -244,11 +244,11 @@ def test_command_free_audio_is_as_long_as_asked(tmp_path):
     sf.write(path, np.concatenate([silence(0.2), word(0.4), silence(0.2)]), SR)
     pools = {"words": [testsets.Clip("w", "hello", "", "other word", str(path))]}
     hour = Hour()
-    blocks = list(command_free_audio(pools, 95.0, [], hour, seed=3, block=10.0))
-    assert sum(len(b) for b in blocks) == 95 * SR
+    blocks = list(command_free_audio(pools, 35.0, [], hour, seed=3, block=10.0))
+    assert sum(len(b) for b in blocks) == 35 * SR
     assert all(len(b) == 10 * SR for b in blocks[:-1])
-    assert sum(hour.seconds.values()) == pytest.approx(95.0)
-    again = list(command_free_audio(pools, 95.0, [], Hour(), seed=3, block=10.0))
+    assert sum(hour.seconds.values()) == pytest.approx(35.0)
+    again = list(command_free_audio(pools, 35.0, [], Hour(), seed=3, block=10.0))
     assert all(np.array_equal(a, b) for a, b in zip(blocks, again, strict=True))
 
 
@@ -273,3 +273,32 @@ def test_pocketsphinx_decodes_within_the_grammar():
     v = peer.verdict(np.concatenate([silence(0.3), word(0.5), silence(0.3)]))
     assert v.best in ("", "yes", "no", "stop")
     assert 0.0 <= v.confidence <= 1.0 and v.compute > 0 and v.seconds == pytest.approx(1.1)
+
+
+# -- the suite without the shared data ------------------------------------------------
+
+
+def test_accuracy_runs_on_a_users_manifest_alone(tmp_path, monkeypatch, recognizer, capsys):
+    pytest.importorskip("torch")
+    from benchmarks import bench_accuracy
+    from training.train import load_config
+
+    missing = load_config(None, {"data": {"synth_manifest": str(tmp_path / "none.jsonl"),
+                                          "real": [{"manifest": str(tmp_path / "no.jsonl")}]}})
+    monkeypatch.setattr(testsets, "training_config", lambda: missing)
+    for i in range(3):
+        sf.write(tmp_path / f"{i}.wav", np.concatenate([silence(0.3), word(0.5, seed=i),
+                                                        silence(0.3)]), SR)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"path": f"{i}.wav", "text": t}) + "\n"
+                                for i, t in enumerate(["yes", "no", ""])))
+    sets, voices = bench_accuracy.load_sets(bench_accuracy.QUICK, [f"mine={manifest}"], None,
+                                            recognizer.commands)
+    skipped = capsys.readouterr().err
+    assert "skipping the synthetic set" in skipped and "skipping the real" in skipped
+    assert [s.name for s in sets] == ["mine"] and voices == []
+    run = bench_accuracy.run(sets, voices, recognizer, use_peer=False)
+    assert len(run.scored) == 3 * 7  # every clip under every condition, cafe left out
+    text = bench_accuracy.report(run, "python -m benchmarks --manifest mine=m.jsonl")
+    assert "| mine | clean | 2 |" in text
+    assert "music, hum, keyboard (" in text
