@@ -23,7 +23,7 @@ class VadConfig:
     onset_db: float = 10.0
     release_db: float = 5.0
     end_db: float = 12.0
-    peak_drop_db: float = 25.0
+    peak_drop_db: float = 30.0
     min_level_db: float = -65.0
     floor_window: float = 2.0
     floor_percentile: float = 10.0
