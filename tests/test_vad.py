@@ -163,8 +163,8 @@ def test_a_tail_far_below_the_word_ends_it():
     audio = np.concatenate([silence(1.0), word(0.6, level_db=-20.0), tail, silence(1.0)])
     audio += white(len(audio) / SR, -60.0, seed=6)
     found = split(audio)
-    assert len(found) == 1 and found[0].end_time < 2.1
-    assert split(audio, **OLD_RELEASE)[0].end_time > 2.2
+    assert len(found) == 1 and found[0].end_time < 2.25
+    assert split(audio, **OLD_RELEASE)[0].end_time > found[0].end_time + 0.1
 
 
 def test_frames_yield_after_every_frame():
