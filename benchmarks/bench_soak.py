@@ -153,8 +153,9 @@ def render_scene(scene: int, clips: list[Clip], backs: dict, seed: int
 
 
 def write_soak(path: Path, scenes: int, clips, backs, seed: int,
-               distinct: int = SCENES) -> list[Placed]:
-    """The soak audio to `path`, scene by scene (bounded memory); its utterances."""
+               distinct: int = SCENES) -> tuple[list[int], list[Placed]]:
+    """The soak audio to `path`, scene by scene (bounded memory); the scene played in
+    each minute, and the utterances."""
     rng = np.random.default_rng(seed)
     order = list(range(min(distinct, scenes)))
     while len(order) < scenes:
@@ -167,7 +168,7 @@ def write_soak(path: Path, scenes: int, clips, backs, seed: int,
             placed += [Placed(scene, k, c, t0 + a / SAMPLE_RATE, t0 + b / SAMPLE_RATE)
                        for k, (c, a, b) in enumerate(utts)]
             f.write(audio)
-    return placed
+    return order[:scenes], placed
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -200,7 +201,8 @@ def stream(recognizer: Recognizer, path: Path, total_s: float):
                 next_mark += 60.0
         events += [(e.type, e.text, e.start, e.end) for e in engine.flush()
                    if e.type != "partial"]
-    curve.append((engine.position / 60, rss_mb()))
+    if curve[-1][0] < engine.position / 60:
+        curve.append((engine.position / 60, rss_mb()))
     return events, curve, partials, time.time() - t0, time.process_time() - cpu0
 
 
@@ -257,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="speechrnn-soak-") as tmp:
         path = Path(tmp) / "soak.flac"
         t = time.time()
-        placed = write_soak(path, scenes, clips, backs, args.seed, args.distinct)
+        order, placed = write_soak(path, scenes, clips, backs, args.seed, args.distinct)
         build_s = time.time() - t
         total_s = scenes * SCENE_SECONDS
         print(f"soak audio: {total_s / 3600:.2f} h, {len(placed)} utterances, "
@@ -316,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
                                    if s not in found][:20],
         "stream_right": len(right),
         "stream_stray": len(stray),
+        "stream_stray_by_scene": {kind: sum(KINDS[order[min(int(c[2] // SCENE_SECONDS),
+                                                            len(order) - 1)] % len(KINDS)]
+                                            == kind for c in stray) for kind in KINDS},
+        "scene_minutes": {kind: sum(KINDS[o % len(KINDS)] == kind for o in order)
+                          for kind in KINDS},
         "drift": drift(placed, commands),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -126,6 +126,20 @@ def test_wav_headers(tmp_path, recognizer, fields, payload):
     check_bytes(wav_bytes(fields, payload), tmp_path, recognizer)
 
 
+@FUZZ
+@given(field=st.sampled_from(["sample_rate", "channels", "data_size", "riff_size",
+                              "byte_rate", "block_align"]),
+       value=interesting(32, (1024, 65535, 2**32 - 1)), stereo=st.booleans(),
+       frames=st.sampled_from([0, 1, 100, 20000]))
+def test_valid_wav_with_one_absurd_field(tmp_path, recognizer, field, value, stereo, frames):
+    # One field wrong in an otherwise valid header gets much further into the reader
+    # than many wrong together.
+    fields = WavFields(channels=2 if stereo else 1)
+    payload = (np.arange(frames * fields.channels) % 200 - 100).astype("<i2").tobytes()
+    setattr(fields, field, value)
+    check_bytes(wav_bytes(fields, payload), tmp_path, recognizer)
+
+
 flac_fields = st.builds(
     FlacFields, min_block=st.none() | interesting(16), max_block=st.none() | interesting(16),
     sample_rate=st.none() | interesting(20), channels=st.none() | st.integers(1, 8),
