@@ -107,15 +107,16 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 (atheris' name)
 
 
 def main(argv: list[str]) -> None:
-    corpus = [a for a in argv[1:] if not a.startswith("-")]
-    if not corpus:
-        corpus = [tempfile.mkdtemp(prefix="fuzz-audio-corpus-")]
-        argv = argv + corpus
-    folder = Path(corpus[0])
-    folder.mkdir(parents=True, exist_ok=True)
-    if not any(folder.iterdir()):
-        for name, data in seeds().items():
-            (folder / name).write_bytes(data)
+    paths = [a for a in argv[1:] if not a.startswith("-")]
+    if not any(os.path.isfile(p) for p in paths):  # files given: replay them only
+        if not paths:
+            paths = [tempfile.mkdtemp(prefix="fuzz-audio-corpus-")]
+            argv = argv + paths
+        folder = Path(paths[0])
+        folder.mkdir(parents=True, exist_ok=True)
+        if not any(folder.iterdir()):
+            for name, data in seeds().items():
+                (folder / name).write_bytes(data)
     atheris.Setup(argv, TestOneInput)
     atheris.Fuzz()
 

@@ -7,6 +7,7 @@ found and a short run of the atheris target (fuzz/fuzz_audio.py).
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,22 @@ def test_short_atheris_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Done 600 runs" in proc.stderr
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("oom-*"))
+
+
+# The first long run's finding: a WAV recipe declaring a 2 GB fmt chunk, which the harness
+# itself used to build in memory (libFuzzer: out-of-memory).
+HARNESS_OOM = ("QQMAAFdBVkVmbXQgEAAAAAEAMgBAHwAAQB8AAAEACABkYXRh+/v7pJ6ViXxvZYKCgYGAf35+fn5+fn9/"
+               "gICKlJyAgJyShnpuY11aXGJrd4SRm6KlpJ6ViXxvZYKCgYGAf35+fn5+fn9/gICBgYGBgICAAn9/f39/"
+               "f39/K3+AgH9/f39/f39/gICA0dHR0dHR0dHR0dHR0dHR0dHR0dHR0dHR0dHR0dHR0dE5ThHFGMYU4hBS"
+               "iOKojmUykQz2ejZxfP58/7YLtq0v9n9/f4CA")
+
+
+def test_replaying_a_finding(tmp_path):
+    pytest.importorskip("atheris")
+    finding = tmp_path / "oom-harness"
+    finding.write_bytes(base64.b64decode(HARNESS_OOM))
+    proc = subprocess.run([sys.executable, str(ROOT / "fuzz" / "fuzz_audio.py"),
+                           "-rss_limit_mb=1500", str(finding)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Executed" in proc.stderr and "out-of-memory" not in proc.stderr
