@@ -160,6 +160,10 @@ class StreamEngine:
 
     Every decision is taken on a fixed 20 ms grid of stream samples, so the events do not
     depend on how the input is cut into blocks; only the latencies do.
+
+    `partials=False` (what `Recognizer.transcribe` uses for long recordings) emits no
+    `partial` events and skips the partial decodes that cannot end a segment; the other
+    events are exactly those of a live run on the same audio.
     """
 
     def __init__(self, recognizer=None, *, decoder: Decoder | None = None,
