@@ -117,10 +117,9 @@ class Segmenter:
             decode(seg.audio)                   # seg.start_time / seg.end_time in seconds
 
     Streaming use (what speechrnn.stream does): `Segmenter.push(block)` returns the segments
-    that ended in that block, `Segmenter.frames(block)` yields frame by frame; between
-    frames, `active`, `confirmed`, `speech_end`,
-    `trailing_silence`, `snapshot()` and `current_audio()` describe the open segment, and
-    `cut()` ends it early.
+    that ended in that block, `Segmenter.frames(block)` stops after every frame; there
+    `active`, `confirmed`, `speech_end`, `trailing_silence`, `snapshot()` and
+    `current_audio()` describe the open segment, and `cut()` ends it early.
     """
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, config: VadConfig | None = None,
@@ -305,11 +304,11 @@ class Segmenter:
             return None
         self._seg_frames.append(frame)
         self._seg_energy.append(energy)
-        # A tail far below the segment's loudest frame (reverberation, breath, a noise
-        # bed rising towards the next word) is not more of this speech.
+        # Speech stands end_db above the sound before the segment (capped onset_db under
+        # the loudest frame, so a word 10 dB over the noise still counts) and within
+        # peak_drop_db of the loudest frame (a reverberation tail, breath, or a noise bed
+        # rising towards the next word is not more of this word).
         c = self.config
-        # end_db above the sound before the segment, but not above onset_db below its
-        # loudest frame, so that a quiet word (10 dB over the noise) is still speech.
         end_level = min(self._local_floor + c.end_db, self._peak - c.onset_db)
         voiced = voiced and energy > max(end_level, self._peak - c.peak_drop_db)
         self._peak = max(self._peak, energy)
