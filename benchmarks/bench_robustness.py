@@ -168,6 +168,9 @@ def _soak_section(soak: dict | None) -> list[str]:
         f"| resident memory growth after minute {soak['memory_settle_minute']:g} (end / "
         f"largest) | {soak['memory_growth_mb']:+.1f} MB / {soak['memory_max_growth_mb']:+.1f} MB"
         " | < 10 MB |",
+        *([f"| its anonymous part (heap), the same | {soak['anon_memory_growth_mb']:+.1f} MB / "
+           f"{soak['anon_memory_max_growth_mb']:+.1f} MB | < 10 MB |"]
+          if "anon_memory_growth_mb" in soak else []),
         f"| batch commands also found by streaming | {soak['batch_found_by_stream']} of "
         f"{soak['batch_commands']} | all |",
         f"| streamed commands right (utterances of listed commands) | {soak['stream_right']} "
@@ -188,10 +191,14 @@ def _soak_section(soak: dict | None) -> list[str]:
     if soak["batch_missed_by_stream"]:
         lines += ["Batch commands streaming did not find (text, start, end): " + "; ".join(
             f"{t} {a:.1f}-{b:.1f} s" for t, a, b in soak["batch_missed_by_stream"]), ""]
-    lines += ["Resident memory (MB) by minute of audio:", "",
+    lines += ["Resident memory (MB) by minute of audio (anonymous: the heap, without mapped "
+              "files):", "",
               "| minute | " + " | ".join(_curve_points(soak, 0)) + " |",
               "|---|" + "---|" * len(_curve_points(soak, 0)),
-              "| MB | " + " | ".join(_curve_points(soak, 1)) + " |", ""]
+              "| resident | " + " | ".join(_curve_points(soak, 1)) + " |"]
+    if len(soak["memory_curve"][0]) > 2:
+        lines.append("| anonymous | " + " | ".join(_curve_points(soak, 2)) + " |")
+    lines.append("")
     return lines
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
 import tempfile
 import time
@@ -174,9 +173,12 @@ def write_soak(path: Path, scenes: int, clips, backs, seed: int,
 # -- measuring ------------------------------------------------------------------------------
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mb() -> tuple[float, float]:
+    """Resident memory of this process and its anonymous part (heap: where a leak
+    grows), in MB; file-backed pages (mapped libraries) come and go with the page cache."""
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["RssAnon"].split()[0]) / 1024)
 
 
 def stream(recognizer: Recognizer, path: Path, total_s: float):
@@ -184,7 +186,7 @@ def stream(recognizer: Recognizer, path: Path, total_s: float):
     from tqdm import tqdm
 
     engine = StreamEngine(recognizer)
-    events, curve, partials = [], [(0.0, rss_mb())], 0
+    events, curve, partials = [], [(0.0, *rss_mb())], 0
     next_mark = 60.0
     t0 = time.time()
     cpu0 = time.process_time()
@@ -196,13 +198,13 @@ def stream(recognizer: Recognizer, path: Path, total_s: float):
                 else:
                     events.append((e.type, e.text, e.start, e.end))
             if engine.position >= next_mark:
-                curve.append((engine.position / 60, rss_mb()))
+                curve.append((engine.position / 60, *rss_mb()))
                 bar.update(60)
                 next_mark += 60.0
         events += [(e.type, e.text, e.start, e.end) for e in engine.flush()
                    if e.type != "partial"]
     if curve[-1][0] < engine.position / 60:
-        curve.append((engine.position / 60, rss_mb()))
+        curve.append((engine.position / 60, *rss_mb()))
     return events, curve, partials, time.time() - t0, time.process_time() - cpu0
 
 
@@ -282,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     stray = [c for c in commands
              if not any(overlaps(c[2], c[3], q.start, q.end) for q in placed)]
     settle = min(10.0, curve[-1][0] / 2)
-    after = [mb for minute, mb in curve if minute >= settle]
-    base = next(mb for minute, mb in curve if minute >= settle)
+    after = [point for point in curve if point[0] >= settle]
     result = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
@@ -305,10 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         "stream_s": stream_s,
         "stream_cpu_s": stream_cpu,
         "batch_s": batch_s,
-        "memory_curve": [[round(m, 1), round(mb, 1)] for m, mb in curve],
+        "memory_curve": [[round(m, 1), round(mb, 1), round(anon, 1)] for m, mb, anon in curve],
         "memory_settle_minute": settle,
-        "memory_growth_mb": after[-1] - base,
-        "memory_max_growth_mb": max(after) - base,
+        "memory_growth_mb": after[-1][1] - after[0][1],
+        "memory_max_growth_mb": max(p[1] for p in after) - after[0][1],
+        "anon_memory_growth_mb": after[-1][2] - after[0][2],
+        "anon_memory_max_growth_mb": max(p[2] for p in after) - after[0][2],
         "partials": partials,
         "stream_commands": len(commands),
         "stream_rejected": sum(e[0] == "rejected" for e in events),
