@@ -187,7 +187,17 @@ def summary_rows(acc, acc_summary: dict, fa: dict | None, cost: dict, latency) -
             theirs = " / ".join(pct(by[c]["peer"]["right"], 0).replace(" %", "")
                                 for c in conds)
             wins = sum(by[c]["ours"]["right"] > by[c]["peer"]["right"] for c in conds)
-            rows.append(Row(f"PocketSphinx on the same clips, {s.name}", theirs + " %",
+            rows.append(Row(f"PocketSphinx on the same clips, {s.name}, at its threshold "
+                            f"{acc_summary['peer_threshold']:.2f} (as many command-free clips "
+                            "rejected as speechrnn)", theirs + " %",
+                            f"speechrnn better in {wins} of {len(conds)}", "accuracy.md"))
+
+            def top1(who, by=by):
+                return " / ".join(pct(by[c][who]["top1"], 0).replace(" %", "") for c in conds)
+
+            wins = sum(by[c]["ours"]["top1"] > by[c]["peer"]["top1"] for c in conds)
+            rows.append(Row(f"best command with no rejection (top-1), {s.name}: speechrnn; "
+                            "PocketSphinx", f"{top1('ours')} %; {top1('peer')} %",
                             f"speechrnn better in {wins} of {len(conds)}", "accuracy.md"))
         rej = by["clean"]["ours"]["rejection"]
         if rej == rej:
@@ -203,7 +213,10 @@ def summary_rows(acc, acc_summary: dict, fa: dict | None, cost: dict, latency) -
         rec = fa["recommended"]
         rows.append(Row("recommended threshold (fewest misses under 1 false accept an hour)",
                         f"{rec['threshold']:g}: {rec['fa_per_hour']:.1f} / h, "
-                        f"{pct(rec['fr'], 0)} false rejects" if rec else "none reaches it",
+                        f"{pct(rec['fr'], 0)} false rejects" if rec else
+                        f"none reaches it (fewest: {fa['fewest']['fa_per_hour']:.1f} / h at "
+                        f"{fa['fewest']['threshold']:g}, {pct(fa['fewest']['fr'], 0)} false "
+                        "rejects)",
                         "< 5 % false rejects", "false_alarms.md"))
     rtf, peer_rtf = acc_summary["rtf"], acc_summary["peer_rtf"]
     rows.append(Row("real-time factor, one thread" + (": speechrnn / PocketSphinx"
