@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                  else "")
               + (f" Failed: {', '.join(failed)}." if failed else ""))
     body = summary.table(rows, header)
-    (args.results / "summary.md").write_text("# Benchmark summary\n\n" + body)
+    (args.results / "summary.md").write_text(
+        "# Benchmark summary\n\n" + summary.table(rows, header, link_prefix=""))
     if not args.no_readme:
         try:
             summary.update_readme(args.readme, body)

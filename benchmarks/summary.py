@@ -23,11 +23,12 @@ class Row:
     source: str = ""  # results file the figure comes from
 
 
-def table(rows: list[Row], header: str) -> str:
-    """Markdown: a header paragraph, then | what | figure | goal | from |."""
+def table(rows: list[Row], header: str, link_prefix: str = "benchmarks/results/") -> str:
+    """Markdown: a header paragraph, then | what | figure | goal | from |; links to the
+    results files start with `link_prefix` (relative to where the table is written)."""
     lines = [header, "", "| what | figure | goal | from |", "|---|---|---|---|"]
     for r in rows:
-        source = f"[`{r.source}`](benchmarks/results/{r.source})" if r.source else ""
+        source = f"[`{r.source}`]({link_prefix}{r.source})" if r.source else ""
         lines.append(f"| {r.what} | {r.figure} | {r.goal} | {source} |")
     return "\n".join(lines) + "\n"
 
