@@ -75,8 +75,12 @@ def run_script(name: str, quick: bool, model: Path | None, out: Path) -> tuple[b
     cmd += ["--quick"] if quick else []
     cmd += ["--model", str(model)] if model and name != "bench_export" else []
     print(f"== {name}", file=sys.stderr)
+    # Spinning OpenMP threads stall when another process holds the cores: torch on two
+    # threads ran 150x slower on this shared 2-core machine; waiting passively does not.
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     start = time.perf_counter()
-    res = subprocess.run(cmd, cwd=ROOT)
+    res = subprocess.run(cmd, cwd=ROOT, env=env)
     return res.returncode == 0, time.perf_counter() - start
 
 
