@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.results / "cost.md").write_text(bench_cost.report(cost, command, extra))
 
     minutes = (time.perf_counter() - start) / 60
-    rows = summary_rows(acc, acc_summary, fa_summary, cost, latency)
+    rows = summary_rows(acc, acc_summary, fa_summary, cost, latency, args.results)
     failed = [n for n, (ok, _) in ran.items() if not ok]
     header = (f"Measured {started} on {machine().split(';')[0]} by `{command}` in "
               f"{minutes:.0f} min" + (f" while another process used the CPU (load average "
@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def summary_rows(acc, acc_summary: dict, fa: dict | None, cost: dict, latency) -> list:
+def summary_rows(acc, acc_summary: dict, fa: dict | None, cost: dict, latency,
+                 results: Path = RESULTS) -> list:
     Row = summary.Row
     rows = []
     conds = acc.conditions
@@ -232,6 +233,7 @@ def summary_rows(acc, acc_summary: dict, fa: dict | None, cost: dict, latency) -
     if latency:
         rows.append(Row("`listen` latency, end of speech to right command, p50 / p95",
                         f"{latency[0]} / {latency[1]}", "p95 ≤ 250 ms", "stream.md"))
+    rows += summary.other_scripts_rows(results)
     params = cost["size"]["parameters"]
     rows.append(Row("model size", f"{cost['size']['mb']:.1f} MB" + (
         f", {params / 1e6:.2f} M parameters" if params else ""), "", "cost.md"))

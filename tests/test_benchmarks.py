@@ -302,3 +302,18 @@ def test_accuracy_runs_on_a_users_manifest_alone(tmp_path, monkeypatch, recogniz
     text = bench_accuracy.report(run, "python -m benchmarks --manifest mine=m.jsonl")
     assert "| mine | clean | 2 |" in text
     assert "music, hum, keyboard (" in text
+
+
+def test_figures_of_the_other_scripts_are_read_from_their_tables(tmp_path):
+    (tmp_path / "transcribe.md").write_text(
+        "| run | wall time | files/s | real-time factor | peak memory | exit |\n"
+        "| 1000 one-second clips, --jobs 1 | 9.8 s | 102 | 0.0098 | 76 MB | 0 |\n"
+        "| one 60-minute file | 25.0 s | – | 0.0069 | 84 MB | 0 |\n")
+    (tmp_path / "export.md").write_text(
+        "| torch | 2 | 0.1 | 10 | 1 | 1 |\n| torch | 1 | 0.006 | 167 | 9.6 | 15 |\n"
+        "| onnxruntime fp32 | 1 | 0.0027 | 366 | 4.2 | 7.7 |\n")
+    rows = {r.what: r.figure for r in summary.other_scripts_rows(tmp_path)}
+    assert rows == {"`transcribe` 1,000 one-second clips, start-up included": "9.8 s",
+                    "`transcribe` a one-hour file": "25.0 s, 84 MB",
+                    "onnxruntime fp32, one thread, model alone": "366× real time (torch 167×)"}
+    assert summary.other_scripts_rows(tmp_path / "nothing") == []
