@@ -138,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         ran[name] = run_script(name, args.quick, args.model, out)
 
     print("== cost", file=sys.stderr)
-    cost = bench_cost.measure(args.model, bench_cost.DEFAULT_CHECKPOINT,
-                              bench_cost.DEFAULT_METRICS)
+    cost = bench_cost.measure(args.model, bench_cost.DEFAULT_CHECKPOINT)
     latency = summary.stream_latency(args.results / "stream.md")
     rtf, peer_rtf = acc_summary["rtf"], acc_summary["peer_rtf"]
     extra = [f"| real-time factor, speechrnn | {rtf:.4f} ({1 / rtf:.0f}× real time) | "
@@ -240,12 +239,11 @@ def summary_rows(acc, acc_summary: dict, fa: dict | None, cost: dict, latency,
     rows.append(Row("peak memory, `speechrnn transcribe` a one-minute file",
                     f"{cost['peak_mb']:.0f} MB", "", "cost.md"))
     t = cost["training"]
-    if t["run"] is not None or t["to_checkpoint"] is not None:
-        fig = (f"{t['run']:.0f} min (whole run)" if t["run"] is not None
-               and not t.get("run_is_later") else "")
-        if t["to_checkpoint"] is not None:
-            fig += ("; " if fig else "") + f"{t['to_checkpoint']:.0f} min to the saved epoch"
-        rows.append(Row("time to train the default model on this CPU", fig, "", "cost.md"))
+    if t["minutes"] is not None:
+        stages = " + ".join(f"{m:.0f}" for _, m, _ in t["stages"])
+        rows.append(Row("time to train the default model on this CPU",
+                        f"{t['minutes']:.0f} min" + (f" ({stages})" if len(t["stages"]) > 1
+                                                    else ""), "", "cost.md"))
     return rows
 
 

@@ -1,6 +1,6 @@
 """What the model costs: size, memory of the real command, and the time it took to train.
 
-    python benchmarks/bench_cost.py [--model M] [--checkpoint C] [--metrics FILE]
+    python benchmarks/bench_cost.py [--model M] [--checkpoint C]
 
 Real-time factor and latency come from the accuracy and stream benchmarks (see
 `python -m benchmarks`). Writes benchmarks/results/cost.md.
@@ -9,7 +9,6 @@ Real-time factor and latency come from the accuracy and stream benchmarks (see
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -26,7 +25,6 @@ from speechrnn.audio import SAMPLE_RATE  # noqa: E402
 from speechrnn.session import ModelSession, bundled_model_path  # noqa: E402
 
 DEFAULT_CHECKPOINT = ROOT / "training" / "checkpoints" / "default.pt"
-DEFAULT_METRICS = ROOT / "runs" / "default" / "metrics.jsonl"
 
 
 def model_size(path: Path) -> dict:
@@ -43,30 +41,33 @@ def model_size(path: Path) -> dict:
     return out
 
 
-def training_time(checkpoint: Path, metrics: Path, model: Path | None = None) -> dict:
-    """Minutes of training: to the saved epoch (the checkpoint's own record) and the whole
-    run (the last entry of the run's metrics log), where each is at hand."""
-    out: dict = {"to_checkpoint": None, "run": None, "epochs": None}
-    if checkpoint.is_file():
+def training_time(checkpoint: Path) -> dict:
+    """Minutes of training behind a checkpoint, from its own record (`train_state`),
+    following the checkpoints it was fine-tuned from: {"minutes", "stages"}, where each
+    stage is (checkpoint name, minutes, epochs), first stage first."""
+    stages: list[tuple[str, float, int | None]] = []
+    path: Path | None = checkpoint
+    try:
+        import torch
+    except ImportError:
+        return {"minutes": None, "stages": stages}
+    while path is not None and path.is_file() and len(stages) < 10:
         try:
-            import torch
-
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-            ts = state.get("train_state") or {}
-            if "elapsed" in ts:
-                out["to_checkpoint"] = ts["elapsed"] / 60
-                out["epochs"] = ts.get("epoch")
+            ts = torch.load(path, map_location="cpu", weights_only=False).get("train_state") or {}
         except Exception:
-            pass
-    if metrics.is_file():
-        rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
-        if rows and "minutes" in rows[-1]:
-            out["run"] = rows[-1]["minutes"]
-            out["run_epochs"] = rows[-1].get("epoch")
-            # A log written after the model file belongs to a later run than the model.
-            out["run_is_later"] = bool(model and model.is_file()
-                                       and metrics.stat().st_mtime > model.stat().st_mtime)
-    return out
+            break
+        if "elapsed" not in ts:
+            break
+        stages.insert(0, (path.name, ts["elapsed"] / 60, ts.get("epoch")))
+        init = ts.get("init_checkpoint")
+        if not init:
+            return {"minutes": sum(m for _, m, _ in stages), "stages": stages}
+        path = Path(init) if Path(init).is_absolute() else ROOT / init
+        if not path.is_file() and ts.get("init_elapsed"):
+            # The earlier stage's file is gone; its time is still on record.
+            stages.insert(0, (Path(init).name, ts["init_elapsed"] / 60, None))
+            return {"minutes": sum(m for _, m, _ in stages), "stages": stages}
+    return {"minutes": sum(m for _, m, _ in stages) if stages else None, "stages": stages}
 
 
 def peak_memory(model: Path | None, seconds: float = 60.0) -> tuple[float, float]:
@@ -88,13 +89,13 @@ def peak_memory(model: Path | None, seconds: float = 60.0) -> tuple[float, float
     return peak, wall
 
 
-def measure(model: Path | None, checkpoint: Path, metrics: Path) -> dict:
+def measure(model: Path | None, checkpoint: Path) -> dict:
     path = Path(model or bundled_model_path())
     info = ModelSession(path, threads=1).info
     peak, wall = peak_memory(model)
     return {"model": str(path), "version": info.model_version, "size": model_size(path),
             "peak_mb": peak, "transcribe_wall": wall,
-            "training": training_time(checkpoint, metrics, path)}
+            "training": training_time(checkpoint)}
 
 
 def report(c: dict, command: str, extra: list[str] | None = None) -> str:
@@ -114,16 +115,12 @@ def report(c: dict, command: str, extra: list[str] | None = None) -> str:
         f"file, start-up included ({c['transcribe_wall']:.1f} s), child process's maximum "
         "resident set |",
     ]
-    if t["to_checkpoint"] is not None:
-        lines.append(f"| training, to the saved epoch | {t['to_checkpoint']:.0f} min "
-                     f"({t['epochs']} epochs) | the checkpoint's own record "
-                     "(`train_state.elapsed`); time of any checkpoint it was fine-tuned "
-                     "from is not included |")
-    if t["run"] is not None:
-        lines.append(f"| training, whole run | {t['run']:.0f} min ({t.get('run_epochs')} "
-                     "epochs) | last entry of the run's `metrics.jsonl`"
-                     + (" (written after the model file: a later run, not this model's)"
-                        if t.get("run_is_later") else "") + " |")
+    if t["minutes"] is not None:
+        steps = " + ".join(f"{name} {m:.0f} min" + (f" ({e} epochs)" if e else "")
+                           for name, m, e in t["stages"])
+        lines.append(f"| training, to the shipped checkpoint | {t['minutes']:.0f} min on this "
+                     f"machine's 2 cores | the checkpoints' own records (`train_state`): "
+                     f"{steps} |")
     lines += extra or []
     return "\n".join(lines) + "\n"
 
@@ -132,10 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--metrics", type=Path, default=DEFAULT_METRICS)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cost.md")
     args = p.parse_args(argv)
-    c = measure(args.model, args.checkpoint, args.metrics)
+    c = measure(args.model, args.checkpoint)
     args.out.write_text(report(c, "python benchmarks/bench_cost.py"))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

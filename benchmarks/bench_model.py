@@ -10,7 +10,6 @@ bench_transcribe.py.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -23,6 +22,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_cost import training_time  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
 from speechrnn.audio import resample  # noqa: E402
 from speechrnn.decoding import CommandScorer, greedy_text  # noqa: E402
@@ -86,8 +86,6 @@ def main(argv=None) -> int:
     p.add_argument("--synth-manifest", default="data/synth/manifest.jsonl")
     p.add_argument("--real-manifest", default="../shared/data/speech/manifest.jsonl")
     p.add_argument("--noise-dir", default="../shared/data/noise")
-    p.add_argument("--metrics", default="runs/default/metrics.jsonl",
-                   help="training metrics log, for the training time")
     p.add_argument("--clips", type=int, default=700, help="clips per set (default 700)")
     p.add_argument("--quick", action="store_true", help="100 clips per set")
     p.add_argument("--out", default="benchmarks/results/model.md")
@@ -156,10 +154,7 @@ def write_report(args, session: ModelSession, rows, seconds: float) -> None:
             params = sum(v.numel() for v in state["model_state"].values())
         except Exception:
             params = None
-    minutes = None
-    if Path(args.metrics).is_file():
-        lines = [json.loads(x) for x in Path(args.metrics).read_text().splitlines() if x]
-        minutes = lines[-1]["minutes"] if lines else None
+    minutes = training_time(Path(args.checkpoint))["minutes"]
     model_path = Path(session.info.path)
     out = [
         "# Model accuracy on unseen voices",

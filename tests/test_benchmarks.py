@@ -317,3 +317,24 @@ def test_figures_of_the_other_scripts_are_read_from_their_tables(tmp_path):
                     "`transcribe` a one-hour file": "25.0 s, 84 MB",
                     "onnxruntime fp32, one thread, model alone": "366× real time (torch 167×)"}
     assert summary.other_scripts_rows(tmp_path / "nothing") == []
+
+
+# -- training time of a fine-tuned model --------------------------------------------------
+
+def test_training_time_adds_the_stages_a_model_was_fine_tuned_from(tmp_path):
+    torch = pytest.importorskip("torch")
+    from benchmarks.bench_cost import training_time
+
+    base, tuned = tmp_path / "base.pt", tmp_path / "tuned.pt"
+    torch.save({"train_state": {"elapsed": 600.0, "epoch": 4}}, base)
+    torch.save({"train_state": {"elapsed": 120.0, "epoch": 2, "init_checkpoint": str(base),
+                                "init_elapsed": 600.0}}, tuned)
+    t = training_time(tuned)
+    assert t["minutes"] == pytest.approx(12.0)
+    assert t["stages"] == [("base.pt", 10.0, 4), ("tuned.pt", 2.0, 2)]
+
+    base.unlink()  # the earlier stage's file is gone: its time is still on record
+    t = training_time(tuned)
+    assert t["minutes"] == pytest.approx(12.0)
+    assert [s[0] for s in t["stages"]] == ["base.pt", "tuned.pt"]
+    assert training_time(tmp_path / "missing.pt")["minutes"] is None

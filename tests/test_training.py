@@ -259,6 +259,9 @@ def test_fine_tuning_starts_from_init_checkpoint(tmp_path):
     cfg = tiny_config(tmp_path, manifest, max_epochs=1, lr=0.0, init_checkpoint=str(first),
                       run_dir=str(tmp_path / "ft"), output=str(tmp_path / "ft.pt"))
     tuned = train_mod.train(train_mod.load_config(None, cfg))
-    a = torch.load(first, weights_only=False)["model_state"]
-    b = torch.load(tuned, weights_only=False)["model_state"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a = torch.load(first, weights_only=False)
+    b = torch.load(tuned, weights_only=False)
+    assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
+    # The tuned checkpoint remembers where it started, for its whole training time.
+    assert b["train_state"]["init_checkpoint"] == str(first)
+    assert b["train_state"]["init_elapsed"] == a["train_state"]["elapsed"] > 0

@@ -321,9 +321,14 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     last = run / "last.pt"
     if cfg.init_checkpoint and not (resume and last.exists()):
         try:
-            model.load_state_dict(load_checkpoint(cfg.init_checkpoint)["model_state"])
+            init = load_checkpoint(cfg.init_checkpoint)
+            model.load_state_dict(init["model_state"])
         except (CheckpointError, RuntimeError) as e:
             raise ConfigError(f"init_checkpoint {cfg.init_checkpoint}: {e}") from None
+        # Kept so the model's whole training time can be told (benchmarks/bench_cost.py).
+        prior = init.get("train_state") or {}
+        state["init_checkpoint"] = str(cfg.init_checkpoint)
+        state["init_elapsed"] = prior.get("elapsed", 0.0) + prior.get("init_elapsed", 0.0)
         log.info("starting from the weights of %s", cfg.init_checkpoint)
     if resume and last.exists():
         try:
