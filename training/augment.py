@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,8 +165,13 @@ class Augmenter:
         if rng.random() < c.p_pitch:
             import librosa  # slow to import; only workers that need it pay
 
-            audio = librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, res_type="soxr_lq",
-                                                n_steps=rng.uniform(*c.pitch_semitones))
+            with warnings.catch_warnings():
+                # Clips shorter than its 2048-sample STFT still shift fine; the warning
+                # about it would fill the training log.
+                warnings.simplefilter("ignore", UserWarning)
+                audio = librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE,
+                                                    res_type="soxr_lq",
+                                                    n_steps=rng.uniform(*c.pitch_semitones))
         if rng.random() < c.p_reverb:
             rir = self.rirs[rng.integers(len(self.rirs))] if self.rirs and rng.random() < 0.5 \
                 else synthetic_rir(rng)
