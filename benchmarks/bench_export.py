@@ -27,9 +27,12 @@ import onnxruntime as ort
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import DEFAULT_MANIFEST  # noqa: E402
+
 SAMPLE_RATE = 16000
 DEFAULT_CHECKPOINT = ROOT / "training" / "checkpoints" / "default.pt"
-DEFAULT_MANIFEST = ROOT.parent / "shared" / "data" / "speech" / "manifest.jsonl"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "export.md"
 MEMORY_CLIPS = 50  # peak memory depends on the longest clips, not on how many run
 

@@ -38,17 +38,13 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import DEFAULT_MANIFEST, DEFAULT_NOISE, held_out_real, machine  # noqa: E402
 from speechrnn.audio import SAMPLE_RATE, read_audio  # noqa: E402
 from speechrnn.recognizer import Recognizer  # noqa: E402
 from speechrnn.stream import StreamEngine, file_blocks  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
-DEFAULT_MANIFEST = SHARED / "speech" / "manifest.jsonl"
-DEFAULT_NOISE = SHARED / "noise"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "soak.json"
-HELD_OUT_SOURCES = ["felixchenfy/ros_speech_commands_classification"]  # as training's config
-HELD_OUT_WORDS = ["jarvis"]
+HELD_OUT_SOURCES, HELD_OUT_WORDS = held_out_real()  # as training/configs/default.json
 SCENE_SECONDS = 60.0
 SCENES = 20  # distinct scenes; the soak repeats them
 KINDS = ["quiet", "noise", "music+speech", "music", "pause"]

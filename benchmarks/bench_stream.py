@@ -45,19 +45,15 @@ import soxr
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import DEFAULT_MANIFEST, DEFAULT_NOISE, held_out_real, machine  # noqa: E402
 from speechrnn.audio import SAMPLE_RATE, read_audio  # noqa: E402
 from speechrnn.recognizer import Recognizer  # noqa: E402
 from speechrnn.session import bundled_model_path  # noqa: E402
 from speechrnn.stream import EARLY_CONFIDENCE, SegmentDecoder, StreamEngine  # noqa: E402
 from speechrnn.vad import VadConfig  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
-DEFAULT_MANIFEST = SHARED / "speech" / "manifest.jsonl"
-DEFAULT_NOISE = SHARED / "noise"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "stream.md"
-HELD_OUT_SOURCES = ["felixchenfy/ros_speech_commands_classification"]  # as training's config
-HELD_OUT_WORDS = ["jarvis"]
+HELD_OUT_SOURCES, HELD_OUT_WORDS = held_out_real()  # as training/configs/default.json
 BLOCK = 0.05  # seconds per block, as the microphone delivers them
 MIC_RATE = 48000
 PER_SESSION = 10

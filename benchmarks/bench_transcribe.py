@@ -33,18 +33,13 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import DEFAULT_MANIFEST, DEFAULT_NOISE, held_out_real, machine  # noqa: E402
 from speechrnn.audio import SAMPLE_RATE, read_audio  # noqa: E402
 from speechrnn.recognizer import DEFAULT_THRESHOLD, Recognizer, speech_regions  # noqa: E402
 from speechrnn.session import bundled_model_path  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
-DEFAULT_MANIFEST = SHARED / "speech" / "manifest.jsonl"
-DEFAULT_NOISE = SHARED / "noise"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "transcribe.md"
-# What training/configs/default.json keeps out of training.
-HELD_OUT_SOURCES = ["felixchenfy/ros_speech_commands_classification"]
-HELD_OUT_WORDS = ["jarvis"]
+HELD_OUT_SOURCES, HELD_OUT_WORDS = held_out_real()  # as training/configs/default.json
 THRESHOLDS = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 NOISE_CHUNK = 2.0  # seconds of each noise recording scored as one clip
 

@@ -68,6 +68,17 @@ def threshold_value(text: str) -> float:
     return value
 
 
+def add_decoder_options(p: argparse.ArgumentParser, threshold_help: str) -> None:
+    """--commands / --free and --threshold, the same for transcribe and listen."""
+    words = p.add_mutually_exclusive_group()
+    words.add_argument("--commands", type=Path, metavar="FILE",
+                       help="allowed commands, one a line (a word or a phrase); '#' starts a "
+                            "comment (default: the list stored in the model)")
+    words.add_argument("--free", action="store_true",
+                       help="transcribe freely, without a command list (CTC beam search)")
+    p.add_argument("--threshold", type=threshold_value, metavar="X", help=threshold_help)
+
+
 def _jobs(text: str) -> int:
     try:
         value = int(text)
@@ -86,15 +97,8 @@ def add_transcribe_parser(subparsers) -> None:
         epilog=TRANSCRIBE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="audio file, or folder searched recursively for .wav, .flac, .ogg")
-    words = p.add_mutually_exclusive_group()
-    words.add_argument("--commands", type=Path, metavar="FILE",
-                       help="allowed commands, one a line (a word or a phrase); '#' starts a "
-                            "comment (default: the list stored in the model)")
-    words.add_argument("--free", action="store_true",
-                       help="transcribe freely, without a command list (CTC beam search)")
-    p.add_argument("--threshold", type=threshold_value, metavar="X",
-                   help="confidence (0-1) below which a segment is rejected (default: "
-                        f"{DEFAULT_THRESHOLD}; with --free, 0)")
+    add_decoder_options(p, "confidence (0-1) below which a segment is rejected (default: "
+                           f"{DEFAULT_THRESHOLD}; with --free, 0)")
     p.add_argument("--format", choices=("text", "jsonl", "csv"), default="text",
                    help="output format (default: text)")
     p.add_argument("-o", "--output", type=Path, metavar="FILE",

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from speechrnn.cli import threshold_value
+from speechrnn.cli import add_decoder_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_THRESHOLD = 0.5  # as speechrnn.recognizer.DEFAULT_THRESHOLD; not imported for speed
@@ -67,15 +67,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--device", metavar="INDEX|NAME",
                    help="input device: index or (part of) its name from `speechrnn "
                         "devices` (default: the system's default input)")
-    words = p.add_mutually_exclusive_group()
-    words.add_argument("--commands", type=Path, metavar="FILE",
-                       help="allowed commands, one a line (default: the list stored in the "
-                            "model)")
-    words.add_argument("--free", action="store_true",
-                       help="transcribe freely, without a command list")
-    p.add_argument("--threshold", type=threshold_value, metavar="X",
-                   help=f"confidence (0-1) below which speech is rejected (default: "
-                        f"{DEFAULT_THRESHOLD})")
+    add_decoder_options(p, "confidence (0-1) below which speech is rejected (default: "
+                           f"{DEFAULT_THRESHOLD})")
     p.add_argument("--jsonl", action="store_true",
                    help="print one JSON object per event on stdout, and nothing else")
     p.add_argument("--input", type=Path, metavar="FILE",
