@@ -265,3 +265,20 @@ def test_fine_tuning_starts_from_init_checkpoint(tmp_path):
     # The tuned checkpoint remembers where it started, for its whole training time.
     assert b["train_state"]["init_checkpoint"] == str(first)
     assert b["train_state"]["init_elapsed"] == a["train_state"]["elapsed"] > 0
+
+
+def test_keep_last_writes_the_last_epoch_not_the_best(tmp_path, monkeypatch):
+    manifest = make_corpus(tmp_path / "corpus")
+    scores = iter([1.0, 0.0])  # epoch 1 is the best by validation
+    monkeypatch.setattr(train_mod, "validation_score", lambda results: next(scores))
+    cfg = tiny_config(tmp_path, manifest, max_epochs=2, keep="last", patience=5)
+    output = train_mod.train(train_mod.load_config(None, cfg))
+    kept = torch.load(output, weights_only=False)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert best["train_state"]["epoch"] == 1 and kept["train_state"]["epoch"] == 2
+    assert all(torch.equal(kept["model_state"][k], last["model_state"][k])
+               for k in last["model_state"])
+    assert "optimizer" not in kept  # a model checkpoint, not a resumable run
+    with pytest.raises(train_mod.ConfigError, match="keep"):
+        train_mod.load_config(None, {"keep": "newest"})

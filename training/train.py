@@ -88,6 +88,10 @@ class TrainConfig:
     # the shipped recipe: a one-stage run with it and wide silence learned slower per minute.
     batch_framing: bool = False
     init_checkpoint: str | None = None  # start from these weights (fine-tuning)
+    # Which epoch becomes `output`: "best" by validation score, or "last". The validation
+    # sets are small (one real speaker, one real word), so in a short fine-tune the best
+    # epoch can be a lucky one; "last" is chosen by nothing.
+    keep: str = "best"
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> TrainConfig:
@@ -113,9 +117,12 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Train
         raise ConfigError(f"config {path}: unknown settings {sorted(unknown)}")
     data = raw.pop("data", {})
     try:
-        return TrainConfig(**raw, data=DataConfig(**data))
+        cfg = TrainConfig(**raw, data=DataConfig(**data))
     except TypeError as e:
         raise ConfigError(f"config {path}: {e}") from None
+    if cfg.keep not in ("best", "last"):
+        raise ConfigError(f"config {path}: keep must be \"best\" or \"last\", not {cfg.keep!r}")
+    return cfg
 
 
 def build_model_config(cfg: TrainConfig) -> ModelConfig:
@@ -421,6 +428,11 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             break
     metrics_log.close()
     output = Path(cfg.output)
+    if cfg.keep == "last":
+        save_checkpoint(output, model, train_state=dict(state), training_data=describe_data(cfg))
+        log.info("last model (epoch %d, score %.4f) written to %s", state["epoch"],
+                 state["history"][-1]["score"] if state["history"] else float("nan"), output)
+        return output
     output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / "best.pt", output.with_name(output.name + ".tmp"))
     os.replace(output.with_name(output.name + ".tmp"), output)
