@@ -46,12 +46,12 @@ def training_time(checkpoint: Path) -> dict:
     following the checkpoints it was fine-tuned from: {"minutes", "stages"}, where each
     stage is (checkpoint name, minutes, epochs), first stage first."""
     stages: list[tuple[str, float, int | None]] = []
-    path: Path | None = checkpoint
+    path = checkpoint
     try:
         import torch
     except ImportError:
         return {"minutes": None, "stages": stages}
-    while path is not None and path.is_file() and len(stages) < 10:
+    while path.is_file() and len(stages) < 10:  # a bound, should a chain loop back
         try:
             ts = torch.load(path, map_location="cpu", weights_only=False).get("train_state") or {}
         except Exception:
