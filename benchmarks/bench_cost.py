@@ -43,14 +43,16 @@ def model_size(path: Path) -> dict:
 
 def training_time(checkpoint: Path) -> dict:
     """Minutes of training behind a checkpoint, from its own record (`train_state`),
-    following the checkpoints it was fine-tuned from: {"minutes", "stages"}, where each
-    stage is (checkpoint name, minutes, epochs), first stage first."""
+    following the checkpoints it was fine-tuned from: {"minutes", "stages", "cores"}, where
+    each stage is (checkpoint name, minutes, epochs), first stage first, and "cores" the
+    CPU counts the stages record (training records them since model 0.3)."""
     stages: list[tuple[str, float, int | None]] = []
+    cores: set[int] = set()
     path = checkpoint
     try:
         import torch
     except ImportError:
-        return {"minutes": None, "stages": stages}
+        return {"minutes": None, "stages": stages, "cores": []}
     while path.is_file() and len(stages) < 10:  # a bound, should a chain loop back
         try:
             ts = torch.load(path, map_location="cpu", weights_only=False).get("train_state") or {}
@@ -59,15 +61,25 @@ def training_time(checkpoint: Path) -> dict:
         if "elapsed" not in ts:
             break
         stages.insert(0, (path.name, ts["elapsed"] / 60, ts.get("epoch")))
+        cores.update(ts.get("cpu_cores", []))
         init = ts.get("init_checkpoint")
         if not init:
-            return {"minutes": sum(m for _, m, _ in stages), "stages": stages}
+            break
         path = Path(init) if Path(init).is_absolute() else ROOT / init
         if not path.is_file() and ts.get("init_elapsed"):
             # The earlier stage's file is gone; its time is still on record.
             stages.insert(0, (Path(init).name, ts["init_elapsed"] / 60, None))
-            return {"minutes": sum(m for _, m, _ in stages), "stages": stages}
-    return {"minutes": sum(m for _, m, _ in stages) if stages else None, "stages": stages}
+            break
+    return {"minutes": sum(m for _, m, _ in stages) if stages else None, "stages": stages,
+            "cores": sorted(cores)}
+
+
+def on_cores(cores: list[int]) -> str:
+    """Where a training time was spent, in words, from the CPU counts on record."""
+    if not cores:
+        return "(CPU count not recorded)"
+    return "on " + " and ".join(f"{n}-core" for n in cores) + " CPU" + ("s" if len(cores) > 1
+                                                                      else "")
 
 
 def peak_memory(model: Path | None, seconds: float = 60.0) -> tuple[float, float]:
@@ -118,8 +130,8 @@ def report(c: dict, command: str, extra: list[str] | None = None) -> str:
     if t["minutes"] is not None:
         steps = " + ".join(f"{name} {m:.0f} min" + (f" ({e} epochs)" if e else "")
                            for name, m, e in t["stages"])
-        lines.append(f"| training, to the shipped checkpoint | {t['minutes']:.0f} min on this "
-                     f"machine's 2 cores | the checkpoints' own records (`train_state`): "
+        lines.append(f"| training, to the shipped checkpoint | {t['minutes']:.0f} min "
+                     f"{on_cores(t['cores'])} | the checkpoints' own records (`train_state`): "
                      f"{steps} |")
     lines += extra or []
     return "\n".join(lines) + "\n"

@@ -22,15 +22,16 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_cost import training_time  # noqa: E402
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.bench_cost import on_cores, training_time  # noqa: E402
+from benchmarks.common import machine, real_held_out_specs  # noqa: E402
+from benchmarks.testsets import held_out_synthetic  # noqa: E402
 from speechrnn.audio import resample  # noqa: E402
 from speechrnn.decoding import CommandScorer, greedy_text  # noqa: E402
 from speechrnn.session import ModelSession  # noqa: E402
 from speechrnn.text import normalize_text  # noqa: E402
 from training.augment import trim_silence  # noqa: E402
-from training.datasets import load_audio, read_manifest, split_by_speaker  # noqa: E402
-from training.train import DataConfig, read_list  # noqa: E402
+from training.datasets import load_audio, read_manifest  # noqa: E402
+from training.train import read_list  # noqa: E402
 
 SC_WORDS = read_list(ROOT / "training/vocab/speech_commands.txt")
 
@@ -84,7 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default="training/checkpoints/default.pt",
                    help="checkpoint, for its size and parameter count")
     p.add_argument("--synth-manifest", default="data/synth/manifest.jsonl")
-    p.add_argument("--real-manifest", default="../shared/data/speech/manifest.jsonl")
+    p.add_argument("--real-manifest", default=None,
+                   help="real recordings (default: the manifest of "
+                   "training/configs/default.json), with that config's held-out speaker and word")
     p.add_argument("--noise-dir", default="../shared/data/noise")
     p.add_argument("--clips", type=int, default=700, help="clips per set (default 700)")
     p.add_argument("--quick", action="store_true", help="100 clips per set")
@@ -101,10 +104,7 @@ def main(argv=None) -> int:
     if Path(args.noise_dir).is_dir():
         noises = [load_audio(str(f)) for f in sorted(Path(args.noise_dir).glob("*.flac"))]
     if Path(args.synth_manifest).is_file():
-        cfg = DataConfig()
-        synth = read_manifest(args.synth_manifest, source="synth")
-        _, held = split_by_speaker(synth, cfg.synth_held_out_fraction,
-                                   cfg.synth_held_out_voices, hashed_prefix="espeak-ng:")
+        held, _ = held_out_synthetic(Path(args.synth_manifest))
         held = [u for u in held if u.text in SC_WORDS]
         clips = load_clips(held, n, rng)
         voices = len({u.speaker for u in held})
@@ -118,26 +118,30 @@ def main(argv=None) -> int:
                              evaluate(session, clips, SC_WORDS, add, desc=f"{snr} dB")))
         rows.append(("synthetic, held-out voices, 8 kHz band-limited",
                      evaluate(session, clips, SC_WORDS, band_limited_8k, desc="8 kHz")))
-    if Path(args.real_manifest).is_file():
-        real = read_manifest(args.real_manifest)
-        for spec in DataConfig().real:
-            sources = set(spec["held_out_sources"])
-            words = set(spec["held_out_words"])
-            groups = {
-                "real, unseen speaker (ros-commands, 10 words)":
-                    [u for u in real if u.source in sources and u.text],
-                "real, unseen word 'jarvis' among the wake words":
-                    [u for u in real if u.text in words],
-            }
-            for name, group in groups.items():
-                source = group[0].source
-                vocab = sorted({normalize_text(u.text) for u in real
-                                if u.text and u.source == source})
-                clips = load_clips(group, n, rng)
-                rows.append((name + " against " + ", ".join(vocab[:10]),
-                             evaluate(session, clips, vocab, desc=name[:20])))
-                rows.append((name + ", 8 kHz band-limited",
-                             evaluate(session, clips, vocab, band_limited_8k, desc="8k")))
+    for spec in real_held_out_specs():
+        manifest = Path(args.real_manifest) if args.real_manifest else spec.manifest
+        if not manifest.is_file():
+            continue
+        real = read_manifest(manifest)
+        speaker = ", ".join(sorted(x.split("/")[-1] for x in spec.sources))
+        word = ", ".join(sorted(spec.words))
+        groups = {
+            f"real, unseen speaker ({speaker})":
+                [u for u in real if u.source in spec.sources and u.text],
+            f"real, unseen word '{word}' among its source's words":
+                [u for u in real if u.text in spec.words],
+        }
+        for name, group in groups.items():
+            if not group:
+                continue
+            source = group[0].source
+            vocab = sorted({normalize_text(u.text) for u in real
+                            if u.text and u.source == source})
+            clips = load_clips(group, n, rng)
+            rows.append((name + " against " + ", ".join(vocab[:10]),
+                         evaluate(session, clips, vocab, desc=name[:20])))
+            rows.append((name + ", 8 kHz band-limited",
+                         evaluate(session, clips, vocab, band_limited_8k, desc="8k")))
     write_report(args, session, rows, time.time() - t_start)
     return 0
 
@@ -154,7 +158,8 @@ def write_report(args, session: ModelSession, rows, seconds: float) -> None:
             params = sum(v.numel() for v in state["model_state"].values())
         except Exception:
             params = None
-    minutes = training_time(Path(args.checkpoint))["minutes"]
+    trained = training_time(Path(args.checkpoint))
+    minutes = trained["minutes"]
     model_path = Path(session.info.path)
     out = [
         "# Model accuracy on unseen voices",
@@ -166,7 +171,8 @@ def write_report(args, session: ModelSession, rows, seconds: float) -> None:
         f"Model: `{model_path.name}` ({model_path.stat().st_size / 1e6:.2f} MB ONNX), "
         f"version {session.info.model_version}."
         + (f" Checkpoint {size / 1e6:.2f} MB, {params:,} parameters." if params else "")
-        + (f" Training time {minutes:.0f} min on this 2-core CPU." if minutes else ""),
+        + (f" Training time {minutes:.0f} min {on_cores(trained['cores'])}."
+           if minutes else ""),
         "",
         "Accuracy: the right command scores highest among the list (CTC likelihood, no "
         "rejection). Exact spelling: greedy decoding spells the word exactly. Noise is "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,13 +16,34 @@ DEFAULT_NOISE = SHARED_DATA / "noise"
 TRAINING_CONFIG = ROOT / "training" / "configs" / "default.json"
 
 
+@dataclass(frozen=True)
+class RealHeldOut:
+    """One real-recordings entry of the default training config: its manifest and what
+    training keeps out of it (whole sources/speakers, and words)."""
+
+    manifest: Path
+    sources: frozenset[str]
+    words: frozenset[str]
+
+
+def real_held_out_specs(config: Path = TRAINING_CONFIG) -> list[RealHeldOut]:
+    """The real-recordings entries of a training config, read as plain JSON (no torch
+    needed); relative manifest paths count from the repository root, as in training."""
+    specs = json.loads(config.read_text()).get("data", {}).get("real", [])
+    found = []
+    for spec in specs:
+        manifest = Path(spec["manifest"])
+        found.append(RealHeldOut(manifest if manifest.is_absolute() else ROOT / manifest,
+                                 frozenset(spec.get("held_out_sources", [])),
+                                 frozenset(spec.get("held_out_words", []))))
+    return found
+
+
 def held_out_real() -> tuple[list[str], list[str]]:
-    """(sources, words) of the real recordings the default training config keeps out of
-    training, read from the config itself (plain JSON: no torch needed)."""
-    specs = json.loads(TRAINING_CONFIG.read_text()).get("data", {}).get("real", [])
-    sources = sorted({s for spec in specs for s in spec.get("held_out_sources", [])})
-    words = sorted({w for spec in specs for w in spec.get("held_out_words", [])})
-    return sources, words
+    """(sources, words) the default training config keeps out of training."""
+    specs = real_held_out_specs()
+    return (sorted({s for spec in specs for s in spec.sources}),
+            sorted({w for spec in specs for w in spec.words}))
 
 
 def machine() -> str:

@@ -22,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import ROOT, TRAINING_CONFIG, real_held_out_specs
 from speechrnn.audio import read_audio
 from speechrnn.text import normalize_text
-
-ROOT = Path(__file__).resolve().parent.parent
-TRAIN_CONFIG = ROOT / "training" / "configs" / "default.json"
 
 
 class ManifestError(Exception):
@@ -79,7 +77,7 @@ def training_config():
     """training/configs/default.json as training reads it (needs the train extra)."""
     from training.train import load_config
 
-    return load_config(TRAIN_CONFIG)
+    return load_config(TRAINING_CONFIG)
 
 
 def held_out_synthetic(manifest: Path | None = None):
@@ -128,17 +126,12 @@ def real_rows(manifest: Path) -> list[dict]:
 
 def real_held_out(default_commands: list[str]) -> tuple[TestSet | None, TestSet | None]:
     """The held-out real speaker and the held-out real word, per training's config."""
-    specs = training_config().data.real
     speaker = word = None
-    for spec in specs:
-        manifest = Path(spec["manifest"])
-        if not manifest.is_absolute():
-            manifest = ROOT / manifest
+    for spec in real_held_out_specs():
+        manifest, sources, words = spec.manifest, spec.sources, spec.words
         if not manifest.is_file():
             continue
         rows = real_rows(manifest)
-        sources = set(spec.get("held_out_sources", []))
-        words = set(spec.get("held_out_words", []))
         mine = [r for r in rows if r["source"] in sources]
         if mine:
             speaker = TestSet(

@@ -323,7 +323,7 @@ def test_figures_of_the_other_scripts_are_read_from_their_tables(tmp_path):
 
 def test_training_time_adds_the_stages_a_model_was_fine_tuned_from(tmp_path):
     torch = pytest.importorskip("torch")
-    from benchmarks.bench_cost import training_time
+    from benchmarks.bench_cost import on_cores, training_time
 
     base, tuned = tmp_path / "base.pt", tmp_path / "tuned.pt"
     torch.save({"train_state": {"elapsed": 600.0, "epoch": 4}}, base)
@@ -332,6 +332,11 @@ def test_training_time_adds_the_stages_a_model_was_fine_tuned_from(tmp_path):
     t = training_time(tuned)
     assert t["minutes"] == pytest.approx(12.0)
     assert t["stages"] == [("base.pt", 10.0, 4), ("tuned.pt", 2.0, 2)]
+    assert t["cores"] == [] and "not recorded" in on_cores(t["cores"])
+    torch.save({"train_state": {"elapsed": 600.0, "epoch": 4, "cpu_cores": [16]}}, base)
+    torch.save({"train_state": {"elapsed": 120.0, "epoch": 2, "init_checkpoint": str(base),
+                                "init_elapsed": 600.0, "cpu_cores": [2]}}, tuned)
+    assert on_cores(training_time(tuned)["cores"]) == "on 2-core and 16-core CPUs"
 
     base.unlink()  # the earlier stage's file is gone: its time is still on record
     t = training_time(tuned)

@@ -265,6 +265,8 @@ def test_fine_tuning_starts_from_init_checkpoint(tmp_path):
     # The tuned checkpoint remembers where it started, for its whole training time.
     assert b["train_state"]["init_checkpoint"] == str(first)
     assert b["train_state"]["init_elapsed"] == a["train_state"]["elapsed"] > 0
+    # ... and the CPU count that time was spent on.
+    assert a["train_state"]["cpu_cores"] == b["train_state"]["cpu_cores"] == [os.cpu_count()]
 
 
 def test_keep_last_writes_the_last_epoch_not_the_best(tmp_path, monkeypatch):

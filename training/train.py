@@ -336,6 +336,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         prior = init.get("train_state") or {}
         state["init_checkpoint"] = str(cfg.init_checkpoint)
         state["init_elapsed"] = prior.get("elapsed", 0.0) + prior.get("init_elapsed", 0.0)
+        state["cpu_cores"] = list(prior.get("cpu_cores", []))
         log.info("starting from the weights of %s", cfg.init_checkpoint)
     if resume and last.exists():
         try:
@@ -352,6 +353,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         log.info("resumed from %s at epoch %d (%.1f min trained)", last, state["epoch"],
                  state["elapsed"] / 60)
 
+    # CPU counts behind the training time (earlier stages' included), for the cost report.
+    cores = state.setdefault("cpu_cores", [])
+    if os.cpu_count() not in cores:
+        cores.append(os.cpu_count())
     budget = cfg.max_minutes * 60
     metrics_log = open(run / "metrics.jsonl", "a")
     model.train()
