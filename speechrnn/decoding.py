@@ -41,49 +41,93 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int = 8, blank: int = 
     probs = np.exp(np.asarray(log_probs, dtype=np.float64))
     if probs.shape[0] == 0:
         return [((), 0.0)]
+    if beam_width < 1:
+        return [((), -math.inf)]
     # Candidates of every frame at once; Python floats and lists are much faster than
     # numpy scalars in the loop below.
     top = np.argsort(-probs, axis=1)[:, : beam_width + 1]
-    rows = probs.tolist()
-    frames = [[k for k in ks if k != blank and row[k] > prune]
-              for ks, row in zip(top.tolist(), rows, strict=True)]
-    # beam entries: prefix -> [p ending in blank, p ending in non-blank], scaled per frame
-    beams: dict[tuple[int, ...], list[float]] = {(): [1.0, 0.0]}
+    top_probs = np.take_along_axis(probs, top, axis=1)
+    chosen = (top != blank) & (top_probs > prune)
+    cand_ids, cand_probs = top[chosen].tolist(), top_probs[chosen].tolist()
+    counts = chosen.sum(axis=1).tolist()
+    # beam: (prefix, p ending in blank, p ending in non-blank), scaled per frame
+    beams: list[tuple[tuple[int, ...], float, float]] = [((), 1.0, 0.0)]
     log_scale = 0.0
-    for row, candidates in zip(rows, frames, strict=True):
-        p_blank = row[blank]
-        nxt: dict[tuple[int, ...], list[float]] = {}
-        for prefix, (pb, pnb) in beams.items():
+    i = 0
+    for p_blank, count in zip(probs[:, blank].tolist(), counts, strict=True):
+        if not count:
+            # Blank only: every prefix keeps its total, now ending in blank.
+            totals = [(pb + pnb) * p_blank for _, pb, pnb in beams]
+            norm = sum(totals)
+            if norm <= 0.0:
+                return [((), -math.inf)]
+            log_scale += math.log(norm)
+            beams = [(beam[0], total / norm, 0.0) for beam, total in zip(beams, totals)]
+            continue
+        scaled = list(zip(cand_ids[i:i + count], cand_probs[i:i + count]))
+        i += count
+        p_token = dict(scaled)
+        # Prefixes that extend another one in the beam by a candidate merge with that
+        # extension: merging[parent] = {token: child}, by position in the beam.
+        position = {beam[0]: j for j, beam in enumerate(beams)}
+        merging: dict[int, dict[int, int]] = {}
+        for j, (prefix, _, _) in enumerate(beams):
+            if prefix and prefix[-1] in p_token:
+                parent = position.get(prefix[:-1])
+                if parent is not None:
+                    merging.setdefault(parent, {})[prefix[-1]] = j
+        # Only the beam_width likeliest entries survive, so an extension that falls below
+        # beam_width lower bounds of other entries need not be made at all. The bounds:
+        # every prefix's blank term, and the first (likeliest) prefix's extensions.
+        first, pb, pnb = beams[0]
+        last = first[-1] if first else -1
+        merges = merging.get(0, {})
+        bounds = [(pb if k == last else pb + pnb) * pk for k, pk in scaled if k not in merges]
+        bounds += [(pb + pnb) * p_blank for _, pb, pnb in beams]
+        cutoff = sorted(bounds, reverse=True)[beam_width - 1] if beam_width <= len(bounds) else 0.0
+        # Entries there would be with every extension made: over beam_width, they are
+        # ranked (ties keep the order made in) and cut.
+        made = len(beams) * (count + 1) - sum(map(len, merging.values()))
+        # entries: [p ending in blank, p ending in non-blank, prefix, token appended or None]
+        entries = []
+        own: list[list | None] = [None] * len(beams)  # each prefix's entry, once made
+        for j, (prefix, pb, pnb) in enumerate(beams):
             total = pb + pnb
-            entry = nxt.get(prefix)
-            if entry is None:
-                entry = nxt[prefix] = [0.0, 0.0]
-            entry[0] += total * p_blank
             last = prefix[-1] if prefix else -1
-            for k in candidates:
-                pk = row[k]
-                key = prefix + (k,)
-                ext = nxt.get(key)
-                if ext is None:
-                    ext = nxt[key] = [0.0, 0.0]
-                if k == last:
-                    # A repeat only extends the prefix after a blank; otherwise it merges.
-                    ext[1] += pb * pk
-                    entry[1] += pnb * pk
-                else:
-                    ext[1] += total * pk
-        if len(nxt) > beam_width:
-            ranked = sorted(nxt.items(), key=lambda kv: kv[1][0] + kv[1][1], reverse=True)
-            nxt = dict(ranked[:beam_width])
-        norm = sum(pb + pnb for pb, pnb in nxt.values())
+            # A repeat only extends the prefix after a blank; otherwise it merges.
+            p_own = total * p_blank
+            p_rep = pnb * p_token[last] if last in p_token else 0.0
+            entry = own[j]
+            if entry is None:
+                own[j] = entry = [p_own, p_rep, prefix, None]
+                entries.append(entry)
+            else:
+                entry[0] += p_own
+                entry[1] += p_rep
+            merges = merging.get(j)
+            for k, pk in scaled:
+                p = (pb if k == last else total) * pk
+                if merges and k in merges:
+                    child = merges[k]
+                    if own[child] is None:
+                        own[child] = [0.0, p, beams[child][0], None]
+                        entries.append(own[child])
+                    else:
+                        own[child][1] += p
+                elif p >= cutoff:
+                    entries.append([0.0, p, prefix, k])
+                elif k != last and not merges:
+                    break  # candidates come likeliest first: the rest fall below too
+        if made > beam_width:
+            entries.sort(key=lambda e: e[0] + e[1], reverse=True)
+            del entries[beam_width:]
+        norm = sum(pb + pnb for pb, pnb, _, _ in entries)
         if norm <= 0.0:
             return [((), -math.inf)]
         log_scale += math.log(norm)
-        for entry in nxt.values():
-            entry[0] /= norm
-            entry[1] /= norm
-        beams = nxt
-    result = [(prefix, log_scale + math.log(pb + pnb)) for prefix, (pb, pnb) in beams.items()
+        beams = [(prefix if k is None else prefix + (k,), pb / norm, pnb / norm)
+                 for pb, pnb, prefix, k in entries]
+    result = [(prefix, log_scale + math.log(pb + pnb)) for prefix, pb, pnb in beams
               if pb + pnb > 0]
     result.sort(key=lambda r: r[1], reverse=True)
     return result
@@ -102,69 +146,94 @@ class CTCGraph:
     scores; the result is the summed probability of the variants.
     """
 
+    # Each sequence's forward variables are rescaled before their total may have changed
+    # by more than e^MAX_CHANGE (about 1e43) since the last time: far from float64
+    # underflow (1e-308) or overflow, and as exact as rescaling every frame, which takes
+    # about 1.5 times as long. (At e^150, very peaky frames start to lose precision.)
+    MAX_CHANGE = 100.0
+
     def __init__(self, sequences: Sequence[Sequence[int]], blank: int = 0,
                  space: int | None = None):
         if not sequences or any(len(s) == 0 for s in sequences):
             raise ValueError("every label sequence needs at least one token")
-        states = []
+        # All sequences' states in one flat array, each sequence after two padding states
+        # that never hold probability, so every state may come from s - 1 and s - 2
+        # without crossing into the previous sequence.
+        labels, skip, start, final, starts = [], [], [], [], []
         for seq in sequences:
             ext = [blank]
             for token in seq:
                 ext += [token, blank]
             if space is not None:
                 ext = [blank, space] + ext + [space, blank]
-            states.append(ext)
-        width = max(len(s) for s in states)
-        n = len(states)
-        self.labels = np.zeros((n, width), dtype=np.int64)
-        self.valid = np.zeros((n, width), dtype=bool)
-        self.skip = np.zeros((n, width), dtype=bool)  # may come from s - 2
-        self.jump = np.zeros((n, width), dtype=bool)  # may come from s - 3
-        self.start = np.zeros((n, width), dtype=bool)
-        self.final = np.zeros((n, width), dtype=bool)
-        for i, ext in enumerate(states):
-            size = len(ext)
-            self.labels[i, :size] = ext
-            self.valid[i, :size] = True
-            for s in range(2, size):
-                self.skip[i, s] = ext[s] != blank and ext[s] != ext[s - 2]
+            starts.append(len(labels))
+            offset = len(labels) + 2
+            labels += [-1, -1] + ext
+            skip += [False, False] + [s >= 2 and ext[s] != blank and ext[s] != ext[s - 2]
+                                      for s in range(len(ext))]
             if space is None:
-                self.start[i, :2] = True
-                self.final[i, size - 2:size] = True
+                start += [offset, offset + 1]
+                final.append(range(offset + len(ext) - 2, offset + len(ext)))
             else:
-                # [b, sp, b, l1, ...]: start at b, sp or l1 (never at the second b, which
-                # would count "b l1" twice); b -> l1 skips the optional space.
-                self.start[i, [0, 1, 3]] = True
-                self.jump[i, 3] = True
-                self.final[i, size - 4:size] = True
+                # [b, sp, b, l1, ...] may start at b, sp or l1 and reach l1 from either b.
+                # The second b holds the sum of both b's (it starts with the first one's
+                # probability and has no s - 2 edge), so l1's s - 1 edge counts both and
+                # no s - 3 edge is needed; the double count only changes the rescaling.
+                start += [offset, offset + 1, offset + 2, offset + 3]
+                final.append(range(offset + len(ext) - 4, offset + len(ext)))
+        self.labels = np.array(labels)  # -1: padding
+        self.used_labels = np.unique(self.labels[self.labels >= 0])
+        self.skip = np.array(skip[2:], dtype=np.float64)  # state s may come from s - 2
+        self.start = np.zeros(len(labels))
+        self.start[start] = 1.0
+        self.final = np.array(final)  # [sequences, final states]
+        self.starts = np.array(starts)  # first (padding) state of each sequence
+        self.sequence = np.repeat(np.arange(len(starts)), np.diff(starts + [len(labels)]))
 
     def log_likelihoods(self, log_probs: np.ndarray) -> np.ndarray:
         """log P(sequence | frames) for every sequence; -inf when it cannot fit."""
         log_probs = np.asarray(log_probs, dtype=np.float64)
-        n = self.labels.shape[0]
-        if log_probs.shape[0] == 0:
+        n = len(self.starts)
+        frames = log_probs.shape[0]
+        if frames == 0:
             return np.full(n, -np.inf)
-        # Probability domain with per-frame rescaling: exact, and much faster than
-        # logaddexp over [commands, states].
-        emit = np.exp(log_probs)[:, self.labels] * self.valid  # [T, n, S]
+        # Probability domain with rescaling: exact, and much faster than logaddexp.
+        probs = np.zeros((frames, log_probs.shape[1] + 1))  # last column: padding
+        np.exp(log_probs, out=probs[:, :-1])
+        emit = probs[:, self.labels]  # [frames, states]
+        # A frame scales a sequence's total by at least its least likely label's
+        # probability and at most 3 times its likeliest one's.
+        used = log_probs[:, self.used_labels]
+        change = np.maximum(-used.min(axis=1), math.log(3) + used.max(axis=1)).tolist()
+        rescale = []
+        budget = 0.0
+        for t in range(frames):
+            budget += change[t]
+            if t + 1 == frames or budget + change[t + 1] > self.MAX_CHANGE:
+                rescale.append(t)
+                budget = 0.0
+        norms = np.ones((len(rescale), n))
+        divisor = np.empty(n)
         alpha = emit[0] * self.start
-        log_scale = np.zeros(n)
-        skip, jump = self.skip, self.jump
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for t in range(len(emit)):
-                if t:
-                    prev = alpha
-                    alpha = prev.copy()
-                    alpha[:, 1:] += prev[:, :-1]
-                    alpha[:, 2:] += prev[:, :-2] * skip[:, 2:]
-                    alpha[:, 3:] += prev[:, :-3] * jump[:, 3:]
-                    alpha *= emit[t]
-                norm = alpha.sum(axis=1)
-                ok = norm > 0
-                alpha[ok] /= norm[ok, None]
-                log_scale += np.log(norm)
-            end = (alpha * self.final).sum(axis=1)
-            return log_scale + np.log(end)
+        beta = np.zeros_like(alpha)  # the next frame's alpha
+        tmp = np.empty(len(alpha) - 2)
+        skip, sequence, starts = self.skip, self.sequence, self.starts
+        i = 0
+        for t in range(frames):
+            if t:
+                np.add(alpha[2:], alpha[1:-1], out=beta[2:])
+                np.multiply(alpha[:-2], skip, out=tmp)
+                np.add(beta[2:], tmp, out=beta[2:])
+                np.multiply(beta, emit[t], out=beta)
+                alpha, beta = beta, alpha
+            if t == rescale[i]:
+                np.add.reduceat(alpha, starts, out=norms[i])
+                # A sequence with no probability left keeps none (and log(0) = -inf).
+                np.maximum(norms[i], np.finfo(np.float64).smallest_subnormal, out=divisor)
+                alpha /= divisor[sequence]
+                i += 1
+        with np.errstate(divide="ignore"):
+            return np.log(norms).sum(axis=0) + np.log(alpha[self.final].sum(axis=1))
 
 
 def log_sum_exp(values: Sequence[float]) -> float:
@@ -198,15 +267,24 @@ def edit_distance(a: str, b: str) -> int:
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        left = i
+        for j, cb in enumerate(b):
+            # The cheapest of insert, delete and substitute; min() takes nearly twice as long.
+            left += 1
+            if prev[j + 1] + 1 < left:
+                left = prev[j + 1] + 1
+            if prev[j] + (ca != cb) < left:
+                left = prev[j] + (ca != cb)
+            cur.append(left)
         prev = cur
     return prev[-1]
 
 
 def is_variant(text: str, command: str, max_distance: float) -> bool:
     """`text` is within `max_distance` edits per character of `command`."""
-    return edit_distance(text, command) <= max_distance * max(len(text), len(command), 1)
+    limit = max_distance * max(len(text), len(command), 1)
+    # The length difference alone takes that many edits: most texts stop here.
+    return abs(len(text) - len(command)) <= limit and edit_distance(text, command) <= limit
 
 
 class CommandScorer:

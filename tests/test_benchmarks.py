@@ -281,11 +281,13 @@ def test_pocketsphinx_decodes_within_the_grammar():
 def test_accuracy_runs_on_a_users_manifest_alone(tmp_path, monkeypatch, recognizer, capsys):
     pytest.importorskip("torch")
     from benchmarks import bench_accuracy
+    from benchmarks.common import RealHeldOut
     from training.train import load_config
 
-    missing = load_config(None, {"data": {"synth_manifest": str(tmp_path / "none.jsonl"),
-                                          "real": [{"manifest": str(tmp_path / "no.jsonl")}]}})
+    missing = load_config(None, {"data": {"synth_manifest": str(tmp_path / "none.jsonl")}})
     monkeypatch.setattr(testsets, "training_config", lambda: missing)
+    monkeypatch.setattr(testsets, "real_held_out_specs", lambda: [
+        RealHeldOut(tmp_path / "no.jsonl", frozenset(), frozenset())])
     for i in range(3):
         sf.write(tmp_path / f"{i}.wav", np.concatenate([silence(0.3), word(0.5, seed=i),
                                                         silence(0.3)]), SR)

@@ -192,3 +192,142 @@ def test_spelling_variants_of_the_command_do_not_count_against_it():
     assert scorer.score(log_probs).confidence > 0.9
     strict = CommandScorer(["stop", "go", "yes"], TOKENS, variant_distance=0.0)
     assert strict.score(log_probs).confidence < 0.6
+
+
+# The fast decoders against plain, slow reference implementations of the same semantics.
+
+
+def log_add(*values: float) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def reference_ctc(log_probs: np.ndarray, labels) -> float:
+    """Textbook log-domain CTC forward pass over [blank, l1, blank, ..., ln, blank]."""
+    ext = [BLANK]
+    for token in labels:
+        ext += [token, BLANK]
+    alpha = [-math.inf] * len(ext)
+    alpha[0], alpha[1] = log_probs[0, ext[0]], log_probs[0, ext[1]]
+    for t in range(1, len(log_probs)):
+        prev = alpha
+        alpha = []
+        for s, token in enumerate(ext):
+            terms = [prev[s]] + [prev[s - 1]] * (s >= 1)
+            if s >= 2 and token != BLANK and token != ext[s - 2]:
+                terms.append(prev[s - 2])
+            alpha.append(log_add(*terms) + log_probs[t, token])
+    return log_add(alpha[-1], alpha[-2])
+
+
+WORDS = ["off", "all", "a", "on", "turn on", "yes", "backward"]
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 6, 15, 60])
+@pytest.mark.parametrize("sharp", [1.0, 8.0, 25.0])
+def test_graph_equals_reference_forward_pass(frames, sharp):
+    # sharp=8 takes each sequence's probability past 1e-308 within the 60 frames and
+    # sharp=25 within a few: both need rescaling along the way.
+    index = {t: i for i, t in enumerate(TOKENS)}
+    space = index[" "]
+    sequences = [[index[c] for c in w] for w in WORDS]
+    log_probs = random_log_probs(frames, len(TOKENS), frames + int(sharp), sharp)
+    plain = CTCGraph(sequences).log_likelihoods(log_probs)
+    spaced = CTCGraph(sequences, space=space).log_likelihoods(log_probs)
+    for labels, got, got_spaced in zip(sequences, plain, spaced, strict=True):
+        expected = reference_ctc(log_probs, labels)
+        variants = [labels, [space, *labels], [*labels, space], [space, *labels, space]]
+        expected_spaced = log_add(*(reference_ctc(log_probs, v) for v in variants))
+        for value, want in ((got, expected), (got_spaced, expected_spaced)):
+            if want == -math.inf:  # too few frames for the sequence
+                assert value == -math.inf
+            else:
+                assert value == pytest.approx(want, rel=1e-9, abs=1e-9)
+    # Too short to fit: "off" needs 4 frames (a blank between the f's), "a" 1.
+    assert (plain[0] == -math.inf) == (frames < 4)
+    assert np.isfinite(plain[2])
+
+
+def test_graph_handles_impossible_tokens():
+    # A token with probability 0 removes every path through it, and nothing else.
+    log_probs = random_log_probs(8, 4, 5)
+    log_probs[:, 3] = -np.inf
+    got = CTCGraph([(1,), (3,), (1, 2)], space=2).log_likelihoods(log_probs)
+    assert got[1] == -math.inf
+    assert got[0] == pytest.approx(log_add(*(reference_ctc(log_probs, v)
+                                             for v in [(1,), (2, 1), (1, 2), (2, 1, 2)])))
+
+
+def reference_beam_search(log_probs, beam_width, prune):
+    """Prefix beam search made plainly: every extension of every prefix, every frame."""
+    probs = np.exp(log_probs)
+    beams = {(): (1.0, 0.0)}
+    log_scale = 0.0
+    for row in probs:
+        top = np.argsort(-row)[: beam_width + 1]
+        candidates = [int(k) for k in top if k != BLANK and row[k] > prune]
+        nxt = {}
+        for prefix, (pb, pnb) in beams.items():
+            entry = nxt.setdefault(prefix, [0.0, 0.0])
+            entry[0] += (pb + pnb) * row[BLANK]
+            for k in candidates:
+                ext = nxt.setdefault(prefix + (k,), [0.0, 0.0])
+                if prefix and k == prefix[-1]:
+                    ext[1] += pb * row[k]
+                    entry[1] += pnb * row[k]
+                else:
+                    ext[1] += (pb + pnb) * row[k]
+        ranked = list(nxt.items())
+        if len(ranked) > beam_width:  # (when not, the entries stay in the order made)
+            ranked.sort(key=lambda kv: kv[1][0] + kv[1][1], reverse=True)
+            ranked = ranked[:beam_width]
+        norm = sum(pb + pnb for _, (pb, pnb) in ranked)
+        log_scale += math.log(norm)
+        beams = {prefix: (pb / norm, pnb / norm) for prefix, (pb, pnb) in ranked}
+    result = [(prefix, log_scale + math.log(pb + pnb))
+              for prefix, (pb, pnb) in beams.items() if pb + pnb > 0]
+    return sorted(result, key=lambda r: r[1], reverse=True)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_prefix_beam_search_equals_reference(seed):
+    rng = np.random.default_rng(seed)
+    frames, tokens = int(rng.integers(1, 25)), int(rng.integers(2, 7))
+    if seed % 3 == 0:
+        # Blank-heavy frames with the same small probability for every other token:
+        # many exact ties, broken by the order the entries were made in.
+        probs = np.full((frames, tokens), 0.03 / (tokens - 1))
+        probs[np.arange(frames), rng.integers(0, tokens, frames)] = 0.97
+        log_probs = np.log(probs)
+    else:
+        log_probs = random_log_probs(frames, tokens, seed, sharp=float(rng.choice([0.5, 2, 6])))
+        log_probs[rng.random(frames) < 0.4] *= 10  # blank-only frames, mostly
+    for beam_width in (1, 3, 8):
+        for prune in (0.0, 1e-3, 0.05):
+            got = prefix_beam_search(log_probs, beam_width, BLANK, prune)
+            want = reference_beam_search(log_probs, beam_width, prune)
+            assert [ids for ids, _ in got] == [ids for ids, _ in want]
+            assert [lp for _, lp in got] == pytest.approx([lp for _, lp in want], rel=1e-12)
+
+
+def test_edit_distance_equals_reference():
+    def reference(a, b):
+        prev = list(range(len(b) + 1))
+        for i, ca in enumerate(a, 1):
+            cur = [i]
+            for j, cb in enumerate(b, 1):
+                cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+            prev = cur
+        return prev[-1]
+
+    from speechrnn.decoding import edit_distance, is_variant
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        a, b = ("".join(rng.choice(list("ab "), int(rng.integers(0, 9)))) for _ in range(2))
+        assert edit_distance(a, b) == reference(a, b)
+        for max_distance in (0.0, 0.25, 0.4, 1.0):
+            limit = max_distance * max(len(a), len(b), 1)
+            assert is_variant(a, b, max_distance) == (reference(a, b) <= limit)
