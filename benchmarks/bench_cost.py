@@ -78,8 +78,9 @@ def on_cores(cores: list[int]) -> str:
     """Where a training time was spent, in words, from the CPU counts on record."""
     if not cores:
         return "(CPU count not recorded)"
-    return "on " + " and ".join(f"{n}-core" for n in cores) + " CPU" + ("s" if len(cores) > 1
-                                                                      else "")
+    if len(cores) == 1:
+        return f"on a {cores[0]}-core CPU"
+    return "on " + " and ".join(f"{n}-core" for n in cores) + " CPUs"
 
 
 def peak_memory(model: Path | None, seconds: float = 60.0) -> tuple[float, float]:

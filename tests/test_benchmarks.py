@@ -339,6 +339,7 @@ def test_training_time_adds_the_stages_a_model_was_fine_tuned_from(tmp_path):
     torch.save({"train_state": {"elapsed": 120.0, "epoch": 2, "init_checkpoint": str(base),
                                 "init_elapsed": 600.0, "cpu_cores": [2]}}, tuned)
     assert on_cores(training_time(tuned)["cores"]) == "on 2-core and 16-core CPUs"
+    assert on_cores([2]) == "on a 2-core CPU"
 
     base.unlink()  # the earlier stage's file is gone: its time is still on record
     t = training_time(tuned)
