@@ -16,9 +16,12 @@ from speechrnn.decoding import (
     CommandScorer,
     CTCGraph,
     ctc_log_likelihood,
+    edit_distance,
     free_decode,
     greedy_ids,
     greedy_text,
+    is_variant,
+    log_sum_exp,
     prefix_beam_search,
 )
 
@@ -167,8 +170,6 @@ def test_free_decode_merges_space_variants():
 
 
 def test_edit_distance_and_variants():
-    from speechrnn.decoding import edit_distance, is_variant
-
     assert edit_distance("stop", "ston") == 1
     assert edit_distance("", "abc") == 3 and edit_distance("kitten", "sitting") == 3
     assert is_variant("stopp", "stop", 0.4) and is_variant("ston", "stop", 0.4)
@@ -197,13 +198,6 @@ def test_spelling_variants_of_the_command_do_not_count_against_it():
 # The fast decoders against plain, slow reference implementations of the same semantics.
 
 
-def log_add(*values: float) -> float:
-    top = max(values)
-    if top == -math.inf:
-        return -math.inf
-    return top + math.log(sum(math.exp(v - top) for v in values))
-
-
 def reference_ctc(log_probs: np.ndarray, labels) -> float:
     """Textbook log-domain CTC forward pass over [blank, l1, blank, ..., ln, blank]."""
     ext = [BLANK]
@@ -218,8 +212,8 @@ def reference_ctc(log_probs: np.ndarray, labels) -> float:
             terms = [prev[s]] + [prev[s - 1]] * (s >= 1)
             if s >= 2 and token != BLANK and token != ext[s - 2]:
                 terms.append(prev[s - 2])
-            alpha.append(log_add(*terms) + log_probs[t, token])
-    return log_add(alpha[-1], alpha[-2])
+            alpha.append(log_sum_exp(terms) + log_probs[t, token])
+    return log_sum_exp([alpha[-1], alpha[-2]])
 
 
 WORDS = ["off", "all", "a", "on", "turn on", "yes", "backward"]
@@ -239,7 +233,7 @@ def test_graph_equals_reference_forward_pass(frames, sharp):
     for labels, got, got_spaced in zip(sequences, plain, spaced, strict=True):
         expected = reference_ctc(log_probs, labels)
         variants = [labels, [space, *labels], [*labels, space], [space, *labels, space]]
-        expected_spaced = log_add(*(reference_ctc(log_probs, v) for v in variants))
+        expected_spaced = log_sum_exp([reference_ctc(log_probs, v) for v in variants])
         for value, want in ((got, expected), (got_spaced, expected_spaced)):
             if want == -math.inf:  # too few frames for the sequence
                 assert value == -math.inf
@@ -256,8 +250,8 @@ def test_graph_handles_impossible_tokens():
     log_probs[:, 3] = -np.inf
     got = CTCGraph([(1,), (3,), (1, 2)], space=2).log_likelihoods(log_probs)
     assert got[1] == -math.inf
-    assert got[0] == pytest.approx(log_add(*(reference_ctc(log_probs, v)
-                                             for v in [(1,), (2, 1), (1, 2), (2, 1, 2)])))
+    assert got[0] == pytest.approx(log_sum_exp([reference_ctc(log_probs, v)
+                                                for v in [(1,), (2, 1), (1, 2), (2, 1, 2)]]))
 
 
 def reference_beam_search(log_probs, beam_width, prune):
@@ -321,8 +315,6 @@ def test_edit_distance_equals_reference():
                 cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
             prev = cur
         return prev[-1]
-
-    from speechrnn.decoding import edit_distance, is_variant
 
     rng = np.random.default_rng(0)
     for _ in range(500):
