@@ -140,16 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     print("== cost", file=sys.stderr)
     cost = bench_cost.measure(args.model, bench_cost.DEFAULT_CHECKPOINT)
     latency = summary.stream_latency(args.results / "stream.md")
-    rtf, peer_rtf = acc_summary["rtf"], acc_summary["peer_rtf"]
-    extra = [f"| real-time factor, speechrnn | {rtf:.4f} ({1 / rtf:.0f}× real time) | "
-             "`accuracy.md`: compute over audio time on every clip and condition, one "
-             "thread |"]
-    if peer_rtf:
-        extra.append(f"| real-time factor, PocketSphinx | {peer_rtf:.4f} | the same clips |")
-    if latency:
-        extra.append(f"| latency, end of speech to right command, p50 / p95 | {latency[0]} / "
-                     f"{latency[1]} | `stream.md` (`benchmarks/bench_stream.py`) |")
-    (args.results / "cost.md").write_text(bench_cost.report(cost, command, extra))
+    (args.results / "cost.md").write_text(
+        bench_cost.report(cost, command, bench_cost.speed_rows(args.results)))
 
     minutes = (time.perf_counter() - start) / 60
     rows = summary_rows(acc, acc_summary, fa_summary, cost, latency, args.results)

@@ -2,8 +2,8 @@
 
     python benchmarks/bench_cost.py [--model M] [--checkpoint C]
 
-Real-time factor and latency come from the accuracy and stream benchmarks (see
-`python -m benchmarks`). Writes benchmarks/results/cost.md.
+Real-time factor and latency are read from the accuracy and stream benchmarks' results
+(`accuracy.md`, `stream.md`) beside cost.md. Writes benchmarks/results/cost.md.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine  # noqa: E402
+from benchmarks.summary import stream_latency, table_row  # noqa: E402
 from speechrnn.audio import SAMPLE_RATE  # noqa: E402
 from speechrnn.session import ModelSession, bundled_model_path  # noqa: E402
 
@@ -111,6 +112,25 @@ def measure(model: Path | None, checkpoint: Path) -> dict:
             "training": training_time(checkpoint)}
 
 
+def speed_rows(results: Path) -> list[str]:
+    """Real-time factor and latency rows, from the accuracy and stream benchmarks' results
+    in `results` (rows whose file is missing are left out)."""
+    rows = []
+    speed = table_row(results / "accuracy.md", "all")  # all | ours | PocketSphinx | ratio
+    if speed:
+        rtf = float(speed[1])
+        rows.append(f"| real-time factor, speechrnn | {rtf:.4f} ({1 / rtf:.0f}× real time) | "
+                    "`accuracy.md`: compute over audio time on every clip and condition, "
+                    "one thread |")
+        if speed[2] != "–":
+            rows.append(f"| real-time factor, PocketSphinx | {speed[2]} | the same clips |")
+    latency = stream_latency(results / "stream.md")
+    if latency:
+        rows.append(f"| latency, end of speech to right command, p50 / p95 | {latency[0]} / "
+                    f"{latency[1]} | `stream.md` (`benchmarks/bench_stream.py`) |")
+    return rows
+
+
 def report(c: dict, command: str, extra: list[str] | None = None) -> str:
     t = c["training"]
     params = c["size"]["parameters"]
@@ -145,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cost.md")
     args = p.parse_args(argv)
     c = measure(args.model, args.checkpoint)
-    args.out.write_text(report(c, "python benchmarks/bench_cost.py"))
+    args.out.write_text(report(c, "python benchmarks/bench_cost.py", speed_rows(args.out.parent)))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -123,12 +123,10 @@ def main(argv=None) -> int:
         if not manifest.is_file():
             continue
         real = read_manifest(manifest)
-        speaker = ", ".join(sorted(x.split("/")[-1] for x in spec.sources))
-        word = ", ".join(sorted(spec.words))
         groups = {
-            f"real, unseen speaker ({speaker})":
+            f"real, unseen speaker ({spec.speaker_names})":
                 [u for u in real if u.source in spec.sources and u.text],
-            f"real, unseen word '{word}' among its source's words":
+            f"real, unseen word '{spec.word_names}' among its source's words":
                 [u for u in real if u.text in spec.words],
         }
         for name, group in groups.items():

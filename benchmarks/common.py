@@ -25,6 +25,15 @@ class RealHeldOut:
     sources: frozenset[str]
     words: frozenset[str]
 
+    @property
+    def speaker_names(self) -> str:
+        """The held-out sources by their last path part ("owner/ros_speech" -> "ros_speech")."""
+        return ", ".join(sorted(s.split("/")[-1] for s in self.sources))
+
+    @property
+    def word_names(self) -> str:
+        return ", ".join(sorted(self.words))
+
 
 def real_held_out_specs(config: Path = TRAINING_CONFIG) -> list[RealHeldOut]:
     """The real-recordings entries of a training config, read as plain JSON (no torch

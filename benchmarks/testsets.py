@@ -135,9 +135,9 @@ def real_held_out(default_commands: list[str]) -> tuple[TestSet | None, TestSet 
         mine = [r for r in rows if r["source"] in sources]
         if mine:
             speaker = TestSet(
-                "real-speaker", "the real speaker training holds out (" + ", ".join(
-                    s.split("/")[-1] for s in sorted(sources)) + "): its words against the "
-                "model's 35 commands; other words and no-word clips must be rejected",
+                "real-speaker", f"the real speaker training holds out ({spec.speaker_names}): "
+                "its words against the model's 35 commands; other words and no-word clips "
+                "must be rejected",
                 default_commands,
                 [make_clip(Path(r["path"]).name, r["path"], r["text"], default_commands)
                  for r in mine])
@@ -146,7 +146,7 @@ def real_held_out(default_commands: list[str]) -> tuple[TestSet | None, TestSet 
             source = unseen[0]["source"]
             vocab = sorted({r["text"] for r in rows if r["text"] and r["source"] == source})
             word = TestSet(
-                "real-word", f"the real word training holds out ({', '.join(sorted(words))}) "
+                "real-word", f"the real word training holds out ({spec.word_names}) "
                 f"among the words of its source ({', '.join(vocab)})", vocab,
                 [make_clip(Path(r["path"]).name, r["path"], r["text"], vocab) for r in unseen])
     return speaker, word

@@ -321,6 +321,23 @@ def test_figures_of_the_other_scripts_are_read_from_their_tables(tmp_path):
     assert summary.other_scripts_rows(tmp_path / "nothing") == []
 
 
+
+def test_cost_report_reads_speed_and_latency_from_the_other_results(tmp_path):
+    from benchmarks.bench_cost import speed_rows
+
+    assert speed_rows(tmp_path) == []
+    (tmp_path / "accuracy.md").write_text(
+        "| set | speechrnn RTF | PocketSphinx RTF | speechrnn faster by |\n|---|---:|---:|---:|\n"
+        "| real-word | 0.0040 | 0.0123 | 3.1× |\n| all | 0.0050 | 0.0200 | 4.0× |\n")
+    (tmp_path / "stream.md").write_text("| `command`, right | 81 | 158 ms | 405 ms | 655 ms |\n")
+    rows = speed_rows(tmp_path)
+    assert rows[0].startswith("| real-time factor, speechrnn | 0.0050 (200× real time) |")
+    assert rows[1].startswith("| real-time factor, PocketSphinx | 0.0200 |")
+    assert "158 ms / 405 ms" in rows[2]
+    (tmp_path / "accuracy.md").write_text("| all | 0.0050 | – | – |\n")
+    assert [r.split("|")[1].strip() for r in speed_rows(tmp_path)] == [
+        "real-time factor, speechrnn", "latency, end of speech to right command, p50 / p95"]
+
 # -- training time of a fine-tuned model --------------------------------------------------
 
 def test_training_time_adds_the_stages_a_model_was_fine_tuned_from(tmp_path):
