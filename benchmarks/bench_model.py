@@ -27,7 +27,7 @@ from benchmarks.common import machine, real_held_out_specs  # noqa: E402
 from benchmarks.testsets import held_out_synthetic  # noqa: E402
 from speechrnn.audio import resample  # noqa: E402
 from speechrnn.decoding import CommandScorer, greedy_text  # noqa: E402
-from speechrnn.session import ModelSession  # noqa: E402
+from speechrnn.session import ModelSession, bundled_model_path  # noqa: E402
 from speechrnn.text import normalize_text  # noqa: E402
 from training.augment import trim_silence  # noqa: E402
 from training.datasets import load_audio, read_manifest  # noqa: E402
@@ -51,24 +51,25 @@ def band_limited_8k(audio: np.ndarray) -> np.ndarray:
     return resample(resample(audio, 16000, 8000), 8000, 16000)
 
 
-def evaluate(session: ModelSession, clips, commands: list[str], transform=None,
-             desc: str = "") -> dict:
-    scorer = CommandScorer(commands, session.info.tokens, session.info.blank_index)
-    correct = exact = 0
-    per_word: dict[str, list[int]] = {}
+def evaluate(sessions: list[ModelSession], clips, commands: list[str], transform=None,
+             desc: str = "") -> list[dict]:
+    """Each model's figures on the same clips, each transformed once (noise is random)."""
+    scorers = [CommandScorer(commands, s.info.tokens, s.info.blank_index) for s in sessions]
+    tallies = [{"correct": 0, "exact": 0, "per_word": {}} for _ in sessions]
     for audio, text in tqdm(clips, desc=desc, leave=False, disable=None):
         x = transform(audio) if transform else audio
-        lp = session.log_probs(x)
-        best = scorer.graph.log_likelihoods(lp).argmax()
-        ok = commands[int(best)] == text
-        correct += ok
-        exact += greedy_text(lp, session.info.tokens, session.info.blank_index) == text
-        per_word.setdefault(text, [0, 0])
-        per_word[text][0] += ok
-        per_word[text][1] += 1
+        for session, scorer, t in zip(sessions, scorers, tallies, strict=True):
+            lp = session.log_probs(x)
+            ok = commands[int(scorer.graph.log_likelihoods(lp).argmax())] == text
+            t["correct"] += ok
+            t["exact"] += greedy_text(lp, session.info.tokens, session.info.blank_index) == text
+            t["per_word"].setdefault(text, [0, 0])
+            t["per_word"][text][0] += ok
+            t["per_word"][text][1] += 1
     n = max(len(clips), 1)
-    return {"clips": len(clips), "accuracy": correct / n, "exact_spelling": exact / n,
-            "per_word": {w: c / t for w, (c, t) in sorted(per_word.items())}}
+    return [{"clips": len(clips), "accuracy": t["correct"] / n, "exact_spelling": t["exact"] / n,
+             "per_word": {w: c / k for w, (c, k) in sorted(t["per_word"].items())}}
+            for t in tallies]
 
 
 def load_clips(utts, n: int, rng: random.Random):
@@ -81,7 +82,11 @@ def load_clips(utts, n: int, rng: random.Random):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
+    p.add_argument("--model", default=None,
+                   help="ONNX model (default: the bundled one, int8)")
+    p.add_argument("--also", default=None, metavar="MODEL",
+                   help="a second ONNX model measured on the same clips, in its own column "
+                   "(default with the bundled model: its float form)")
     p.add_argument("--checkpoint", default="training/checkpoints/default.pt",
                    help="checkpoint, for its size and parameter count")
     p.add_argument("--synth-manifest", default="data/synth/manifest.jsonl")
@@ -97,6 +102,8 @@ def main(argv=None) -> int:
     rng = random.Random(0)
     nrng = np.random.default_rng(0)
     session = ModelSession(args.model, threads=1)
+    also = args.also or (None if args.model else bundled_model_path(quantized=False))
+    sessions = [session] + ([ModelSession(also, threads=1)] if also else [])
     t_start = time.time()
     rows: list[tuple[str, dict]] = []
 
@@ -109,15 +116,15 @@ def main(argv=None) -> int:
         clips = load_clips(held, n, rng)
         voices = len({u.speaker for u in held})
         rows.append((f"synthetic, held-out voices ({voices}), clean",
-                     evaluate(session, clips, SC_WORDS, desc="clean")))
+                     evaluate(sessions, clips, SC_WORDS, desc="clean")))
         for snr in (20, 10, 5, 0):
             if noises:
                 def add(a, snr=snr):
                     return noisy(a, noises[nrng.integers(len(noises))], snr, nrng)
                 rows.append((f"synthetic, held-out voices, {snr} dB SNR",
-                             evaluate(session, clips, SC_WORDS, add, desc=f"{snr} dB")))
+                             evaluate(sessions, clips, SC_WORDS, add, desc=f"{snr} dB")))
         rows.append(("synthetic, held-out voices, 8 kHz band-limited",
-                     evaluate(session, clips, SC_WORDS, band_limited_8k, desc="8 kHz")))
+                     evaluate(sessions, clips, SC_WORDS, band_limited_8k, desc="8 kHz")))
     for spec in real_held_out_specs():
         manifest = Path(args.real_manifest) if args.real_manifest else spec.manifest
         if not manifest.is_file():
@@ -137,14 +144,15 @@ def main(argv=None) -> int:
                             if u.text and u.source == source})
             clips = load_clips(group, n, rng)
             rows.append((name + " against " + ", ".join(vocab[:10]),
-                         evaluate(session, clips, vocab, desc=name[:20])))
+                         evaluate(sessions, clips, vocab, desc=name[:20])))
             rows.append((name + ", 8 kHz band-limited",
-                         evaluate(session, clips, vocab, band_limited_8k, desc="8k")))
-    write_report(args, session, rows, time.time() - t_start)
+                         evaluate(sessions, clips, vocab, band_limited_8k, desc="8k")))
+    write_report(args, sessions, rows, time.time() - t_start)
     return 0
 
 
-def write_report(args, session: ModelSession, rows, seconds: float) -> None:
+def write_report(args, sessions: list[ModelSession], rows, seconds: float) -> None:
+    session = sessions[0]
     ckpt = Path(args.checkpoint)
     params = size = None
     if ckpt.is_file():
@@ -166,7 +174,8 @@ def write_report(args, session: ModelSession, rows, seconds: float) -> None:
         f"`python benchmarks/bench_model.py{' --quick' if args.quick else ''}` "
         f"in {seconds:.0f} s.",
         "",
-        f"Model: `{model_path.name}` ({model_path.stat().st_size / 1e6:.2f} MB ONNX), "
+        f"Model: `{model_path.name}` ({model_path.stat().st_size / 1e6:.2f} MB ONNX, "
+        f"quantization {session.info.metadata.get('quantization', 'not stated')}), "
         f"version {session.info.model_version}."
         + (f" Checkpoint {size / 1e6:.2f} MB, {params:,} parameters." if params else "")
         + (f" Training time {minutes:.0f} min {on_cores(trained['cores'])}."
@@ -177,16 +186,22 @@ def write_report(args, session: ModelSession, rows, seconds: float) -> None:
         "mixed at the stated SNR measured over the speech; noise clips come from "
         f"`{args.noise_dir}`. 8 kHz: resampled to 8 kHz and back by the runtime's resampler.",
         "",
-        "| set | clips | accuracy | exact spelling |",
-        "|---|---:|---:|---:|",
     ]
+    other = Path(sessions[1].info.path).name if len(sessions) > 1 else None
+    if other:
+        out += [f"The last column measures `{other}` "
+                f"(quantization {sessions[1].info.metadata.get('quantization', 'not stated')}) "
+                "on the same clips, noise and all.", ""]
+    out += ["| set | clips | accuracy | exact spelling |" + (f" `{other}` |" if other else ""),
+            "|---|---:|---:|---:|" + ("---:|" if other else "")]
     for name, r in rows:
-        out.append(f"| {name} | {r['clips']} | {100 * r['accuracy']:.1f} % | "
-                   f"{100 * r['exact_spelling']:.1f} % |")
+        out.append(f"| {name} | {r[0]['clips']} | {100 * r[0]['accuracy']:.1f} % | "
+                   f"{100 * r[0]['exact_spelling']:.1f} % |"
+                   + "".join(f" {100 * x['accuracy']:.1f} % |" for x in r[1:]))
     out += ["", "## Per word (clean synthetic held-out voices)", "", "| word | accuracy |",
             "|---|---:|"]
     if rows and rows[0][0].startswith("synthetic"):
-        for w, a in rows[0][1]["per_word"].items():
+        for w, a in rows[0][1][0]["per_word"].items():
             out.append(f"| {w} | {100 * a:.0f} % |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(out) + "\n")

@@ -14,7 +14,8 @@ import numpy as np
 import onnxruntime as ort
 import soundfile as sf
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "speechrnn" / "models" / "speechrnn.onnx"
+MODELS = Path(__file__).resolve().parent.parent / "speechrnn" / "models"
+DEFAULT_MODEL = MODELS / "speechrnn.int8.onnx"  # speechrnn.onnx: the float form
 
 
 def load_model(path: Path) -> tuple[ort.InferenceSession, dict[str, str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,6 +102,27 @@ def test_bad_metadata_is_refused(tmp_path, tiny_model_path, change, words):
 def test_bundled_model_path_is_inside_the_package():
     assert bundled_model_path().parent.name == "models"
     assert bundled_model_path().parent.parent.name == "speechrnn"
+    assert bundled_model_path(quantized=False).parent == bundled_model_path().parent
+
+
+@pytest.mark.skipif(not bundled_model_path().exists(), reason="no bundled model yet")
+def test_bundled_int8_and_float_models_are_the_same_model():
+    int8, fp32 = ModelSession(), ModelSession(bundled_model_path(quantized=False))
+    assert int8.path == bundled_model_path()
+    assert int8.info.metadata.pop("quantization") == "dynamic-int8"
+    assert fp32.info.metadata.pop("quantization") == "none"
+    assert int8.info.metadata == fp32.info.metadata
+    # The same network: the sample recordings get the same greedy spelling from both.
+    from speechrnn.audio import read_audio
+    from speechrnn.decoding import greedy_text
+
+    samples = sorted((Path(__file__).parent.parent / "samples").glob("*.wav"))
+    assert samples
+    for wav in samples:
+        audio = read_audio(wav)
+        spelled = [greedy_text(m.log_probs(audio), m.info.tokens, m.info.blank_index)
+                   for m in (int8, fp32)]
+        assert spelled[0] == spelled[1] and spelled[0], wav.name
 
 
 def test_runtime_never_imports_torch():
