@@ -35,8 +35,11 @@ def model_size(path: Path) -> dict:
         import onnx
 
         model = onnx.load(str(path), load_external_data=False)
+        # Weights, float or quantized; not the scales and zero points quantization adds.
+        kinds = {onnx.TensorProto.FLOAT, onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
         out["parameters"] = int(sum(int(np.prod(t.dims)) for t in model.graph.initializer
-                                    if t.data_type == onnx.TensorProto.FLOAT))
+                                    if t.data_type in kinds and not
+                                    t.name.endswith(("_scale", "_zero_point"))))
     except Exception:
         pass
     return out
@@ -45,15 +48,17 @@ def model_size(path: Path) -> dict:
 def training_time(checkpoint: Path) -> dict:
     """Minutes of training behind a checkpoint, from its own record (`train_state`),
     following the checkpoints it was fine-tuned from: {"minutes", "stages", "cores"}, where
-    each stage is (checkpoint name, minutes, epochs), first stage first, and "cores" the
-    CPU counts the stages record (training records them since model 0.3)."""
+    each stage is (checkpoint name, minutes, epochs), first stage first, "cores" the CPU
+    counts the stages record (training records them since model 0.3) and "gpus" the GPUs
+    any stage ran on."""
     stages: list[tuple[str, float, int | None]] = []
     cores: set[int] = set()
+    gpus: set[str] = set()
     path = checkpoint
     try:
         import torch
     except ImportError:
-        return {"minutes": None, "stages": stages, "cores": []}
+        return {"minutes": None, "stages": stages, "cores": [], "gpus": []}
     while path.is_file() and len(stages) < 10:  # a bound, should a chain loop back
         try:
             ts = torch.load(path, map_location="cpu", weights_only=False).get("train_state") or {}
@@ -63,6 +68,7 @@ def training_time(checkpoint: Path) -> dict:
             break
         stages.insert(0, (path.name, ts["elapsed"] / 60, ts.get("epoch")))
         cores.update(ts.get("cpu_cores", []))
+        gpus.update(ts.get("gpus", []))
         init = ts.get("init_checkpoint")
         if not init:
             break
@@ -72,16 +78,17 @@ def training_time(checkpoint: Path) -> dict:
             stages.insert(0, (Path(init).name, ts["init_elapsed"] / 60, None))
             break
     return {"minutes": sum(m for _, m, _ in stages) if stages else None, "stages": stages,
-            "cores": sorted(cores)}
+            "cores": sorted(cores), "gpus": sorted(gpus)}
 
 
-def on_cores(cores: list[int]) -> str:
-    """Where a training time was spent, in words, from the CPU counts on record."""
+def on_cores(cores: list[int], gpus: list[str] = ()) -> str:
+    """Where a training time was spent, in words, from the CPU counts and GPUs on record."""
+    gpu = " with " + " and ".join(gpus) if gpus else ""
     if not cores:
-        return "(CPU count not recorded)"
+        return "(CPU count not recorded)" + gpu
     if len(cores) == 1:
-        return f"on a {cores[0]}-core CPU"
-    return "on " + " and ".join(f"{n}-core" for n in cores) + " CPUs"
+        return f"on a {cores[0]}-core CPU" + gpu
+    return "on " + " and ".join(f"{n}-core" for n in cores) + " CPUs" + gpu
 
 
 def peak_memory(model: Path | None, seconds: float = 60.0) -> tuple[float, float]:
@@ -152,8 +159,8 @@ def report(c: dict, command: str, extra: list[str] | None = None) -> str:
         steps = " + ".join(f"{name} {m:.0f} min" + (f" ({e} epochs)" if e else "")
                            for name, m, e in t["stages"])
         lines.append(f"| training, to the shipped checkpoint | {t['minutes']:.0f} min "
-                     f"{on_cores(t['cores'])} | the checkpoints' own records (`train_state`): "
-                     f"{steps} |")
+                     f"{on_cores(t['cores'], t['gpus'])} | the checkpoints' own records "
+                     f"(`train_state`): {steps} |")
     lines += extra or []
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,7 @@ false_alarms.md and false_alarms.png.
 from __future__ import annotations
 
 import argparse
+import bisect
 import random
 import sys
 import time
@@ -57,6 +58,12 @@ class Hour:
 
     seconds: dict[str, float] = field(default_factory=Counter)
     clips: Counter = field(default_factory=Counter)
+    spans: list[tuple[float, str]] = field(default_factory=list)  # (start s, kind), in order
+
+    def kind_at(self, t: float) -> str:
+        """The kind of audio playing at second `t`."""
+        i = bisect.bisect_right([start for start, _ in self.spans], t) - 1
+        return self.spans[max(i, 0)][1] if self.spans else "?"
 
 
 def speech_only(audio: np.ndarray) -> np.ndarray:
@@ -107,6 +114,7 @@ def command_free_audio(pools: dict[str, list[testsets.Clip]], seconds: float, vo
             kind = f"noise: {kind}"
         piece_no += 1
         piece = piece[: total - written]
+        hour.spans.append((written / SAMPLE_RATE, kind))
         hour.seconds[kind] += len(piece) / SAMPLE_RATE
         written += len(piece)
         buffer.append(piece)
@@ -287,11 +295,14 @@ def report(r: FalseAlarmRun, command: str, png: Path) -> str:
         "come from the accepted segments' confidences, below it from the rejected ones' "
         "(the engine might have cut those a little differently).",
         "",
-        "| part | minutes | clips |",
-        "|---|---:|---:|",
+        "| part | minutes | clips | false accepts at the default threshold | per hour of it |",
+        "|---|---:|---:|---:|---:|",
     ]
+    by_kind = Counter(r.hour.kind_at((x.start + x.end) / 2) for x in r.segments
+                      if x.confidence >= DEFAULT_THRESHOLD)
     for kind, secs in sorted(r.hour.seconds.items()):
-        lines.append(f"| {kind} | {secs / 60:.1f} | {r.hour.clips.get(kind, '–')} |")
+        lines.append(f"| {kind} | {secs / 60:.1f} | {r.hour.clips.get(kind, '–')} | "
+                     f"{by_kind[kind]} | {by_kind[kind] / (secs / 3600):.0f} |")
     fr_parts = ", ".join(f"{name} {pct(false_reject_rate([x[0] for x in rows], [x[1] for x in rows], DEFAULT_THRESHOLD))}"  # noqa: E501
                          for name, rows in r.clean.items())
     lines += [

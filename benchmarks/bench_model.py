@@ -178,7 +178,7 @@ def write_report(args, sessions: list[ModelSession], rows, seconds: float) -> No
         f"quantization {session.info.metadata.get('quantization', 'not stated')}), "
         f"version {session.info.model_version}."
         + (f" Checkpoint {size / 1e6:.2f} MB, {params:,} parameters." if params else "")
-        + (f" Training time {minutes:.0f} min {on_cores(trained['cores'])}."
+        + (f" Training time {minutes:.0f} min {on_cores(trained['cores'], trained['gpus'])}."
            if minutes else ""),
         "",
         "Accuracy: the right command scores highest among the list (CTC likelihood, no "

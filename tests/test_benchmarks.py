@@ -4,6 +4,7 @@ README table, generated conditions, the peer's grammar."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -248,6 +249,15 @@ def test_command_free_audio_is_as_long_as_asked(tmp_path):
     assert sum(len(b) for b in blocks) == 35 * SR
     assert all(len(b) == 10 * SR for b in blocks[:-1])
     assert sum(hour.seconds.values()) == pytest.approx(35.0)
+    # Every second belongs to the part that was playing then, and the parts add up.
+    starts = [start for start, _ in hour.spans]
+    assert starts[0] == 0 and starts == sorted(starts) and starts[-1] < 35.0
+    for (start, kind), end in zip(hour.spans, starts[1:] + [35.0], strict=True):
+        assert hour.kind_at((start + end) / 2) == kind
+    per_kind = Counter()
+    for (start, kind), end in zip(hour.spans, starts[1:] + [35.0], strict=True):
+        per_kind[kind] += end - start
+    assert per_kind == pytest.approx(dict(hour.seconds))
     again = list(command_free_audio(pools, 35.0, [], Hour(), seed=3, block=10.0))
     assert all(np.array_equal(a, b) for a, b in zip(blocks, again, strict=True))
 
@@ -357,6 +367,7 @@ def test_training_time_adds_the_stages_a_model_was_fine_tuned_from(tmp_path):
                                 "init_elapsed": 600.0, "cpu_cores": [2]}}, tuned)
     assert on_cores(training_time(tuned)["cores"]) == "on 2-core and 16-core CPUs"
     assert on_cores([2]) == "on a 2-core CPU"
+    assert on_cores([16], ["NVIDIA H100"]) == "on a 16-core CPU with NVIDIA H100"
 
     base.unlink()  # the earlier stage's file is gone: its time is still on record
     t = training_time(tuned)

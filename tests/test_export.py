@@ -270,3 +270,11 @@ def test_help_needs_no_torch():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "--int8" in done.stdout and "--commands" in done.stdout
+
+
+def test_cost_report_counts_the_same_parameters_in_both_forms(exported):
+    from benchmarks.bench_cost import model_size
+
+    fp32, int8 = model_size(exported["fp32"]), model_size(exported["int8"])
+    assert fp32["parameters"] == int8["parameters"] > 0
+    assert int8["mb"] < fp32["mb"]

@@ -284,3 +284,37 @@ def test_keep_last_writes_the_last_epoch_not_the_best(tmp_path, monkeypatch):
     assert "optimizer" not in kept  # a model checkpoint, not a resumable run
     with pytest.raises(train_mod.ConfigError, match="keep"):
         train_mod.load_config(None, {"keep": "newest"})
+
+
+def test_device_names_are_checked_in_one_sentence():
+    assert train_mod.resolve_device("cpu").type == "cpu"
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert train_mod.resolve_device("auto").type == want
+    with pytest.raises(train_mod.ConfigError, match="not a torch device"):
+        train_mod.resolve_device("gpu please")
+    if not torch.cuda.is_available():
+        with pytest.raises(train_mod.ConfigError, match="torch sees no GPU"):
+            train_mod.resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU that torch sees")
+def test_training_on_the_gpu_gives_a_checkpoint_for_the_cpu(tmp_path):
+    manifest = make_corpus(tmp_path / "corpus", n=48)
+    cfg = train_mod.load_config(None, tiny_config(tmp_path, manifest, max_epochs=3,
+                                                  device="cuda"))
+    out = train_mod.train(cfg)
+    ckpt = torch.load(out, map_location="cpu", weights_only=False)
+    assert ckpt["train_state"]["gpus"] == [torch.cuda.get_device_name()]
+    history = [json.loads(x) for x in
+               (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if x]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    model = load_model(out)  # on the CPU
+    audio = torch.from_numpy(tone(0.4, 440.0))[None]
+    lp, _ = model(audio, torch.tensor([audio.shape[1]]))
+    assert torch.isfinite(lp).all()
+    # Resuming on the GPU goes on from the last epoch.
+    cfg = train_mod.load_config(None, tiny_config(tmp_path, manifest, max_epochs=4,
+                                                  device="cuda"))
+    train_mod.train(cfg)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["train_state"][
+        "epoch"] == 4

@@ -83,6 +83,7 @@ class TrainConfig:
     max_minutes: float = 88.0  # total training time budget across resumes
     threads: int = 0  # torch threads; 0 = cores left after the data workers
     workers: int = 1
+    device: str = "auto"  # "cpu", "cuda" (or "cuda:N"), or "auto": a GPU when torch sees one
     spec_augment: bool = True
     # Frame every clip of a batch with the same total silence (less LSTM padding). Off in
     # the shipped recipe: a one-stage run with it and wide silence learned slower per minute.
@@ -229,18 +230,39 @@ def _worker_init(worker_id: int) -> None:
 # ----------------------------------------------------------------------------- metrics
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device a config names; "auto" picks the first GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a torch device; use cpu, cuda or auto") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for, but torch sees no GPU; "
+                          "use cpu or auto")
+    return device
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors on `device` (the rest as it is)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
 def greedy_texts(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-    lp = log_probs.detach().numpy()
+    lp = log_probs.detach().cpu().numpy()
     return [greedy_text(lp[b, : lengths[b]], TOKENS, BLANK_INDEX) for b in range(len(lp))]
 
 
 def command_scores(log_probs: torch.Tensor, lengths: torch.Tensor, commands: list[str]):
     """CTC log-likelihood of every command for every item: [batch, commands]."""
     b, k = log_probs.shape[0], len(commands)
-    targets = [torch.tensor(encode(c)) for c in commands]
+    targets = [torch.tensor(encode(c), device=log_probs.device) for c in commands]
     lp = log_probs.transpose(0, 1).repeat_interleave(k, dim=1)  # [T, b*k, V]
     tg = torch.cat(targets * b)
-    tl = torch.tensor([len(t) for t in targets] * b)
+    tl = torch.tensor([len(t) for t in targets] * b, device=log_probs.device)
     il = lengths.repeat_interleave(k)
     nll = torch.nn.functional.ctc_loss(lp, tg, il, tl, blank=BLANK_INDEX,
                                        reduction="none", zero_infinity=True)
@@ -252,12 +274,14 @@ def command_scores(log_probs: torch.Tensor, lengths: torch.Tensor, commands: lis
 def evaluate(model: CTCModel, sets: dict, cfg: TrainConfig) -> dict:
     """Per validation set: loss, character error rate, command accuracy."""
     model.eval()
+    device = next(model.parameters()).device
     results = {}
     for name, (utts, commands) in sets.items():
         loss_sum, n_items, edits, chars, correct, scored = 0.0, 0, 0, 0, 0, 0
         for batch in make_loader(utts, cfg, None, 0, train=False):
             if batch is None:
                 continue
+            batch = to_device(batch, device)
             lp, fl = model(batch["audio"], batch["audio_lengths"])
             loss = torch.nn.functional.ctc_loss(
                 lp.transpose(0, 1), batch["targets"], fl, batch["target_lengths"],
@@ -316,9 +340,11 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     corpus = build_corpus(cfg.data, cfg.seed)
     train_utts = durations(corpus.train)
     augmenter = Augmenter(AugmentConfig(**cfg.augment), seed=cfg.seed)
-    model = CTCModel(build_model_config(cfg))
-    log.info("model: %d parameters, config %s", model.num_parameters(),
-             json.dumps(model.config.to_dict()))
+    device = resolve_device(cfg.device)
+    model = CTCModel(build_model_config(cfg)).to(device)
+    log.info("model: %d parameters, config %s, on %s", model.num_parameters(),
+             json.dumps(model.config.to_dict()),
+             torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(BucketBatchSampler([u.seconds for u in train_utts], cfg.batch_size))
     total_steps = steps_per_epoch * cfg.max_epochs
@@ -337,6 +363,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         state["init_checkpoint"] = str(cfg.init_checkpoint)
         state["init_elapsed"] = prior.get("elapsed", 0.0) + prior.get("init_elapsed", 0.0)
         state["cpu_cores"] = list(prior.get("cpu_cores", []))
+        state["gpus"] = list(prior.get("gpus", []))
         log.info("starting from the weights of %s", cfg.init_checkpoint)
     if resume and last.exists():
         try:
@@ -357,6 +384,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     cores = state.setdefault("cpu_cores", [])
     if os.cpu_count() not in cores:
         cores.append(os.cpu_count())
+    if device.type == "cuda":
+        gpus = state.setdefault("gpus", [])
+        if torch.cuda.get_device_name(device) not in gpus:
+            gpus.append(torch.cuda.get_device_name(device))
     budget = cfg.max_minutes * 60
     metrics_log = open(run / "metrics.jsonl", "a")
     model.train()
@@ -371,12 +402,13 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             if batch is None:
                 continue
             ep_dropped += batch["dropped"]
+            batch = to_device(batch, device)
             used = (state["elapsed"] + time.time() - t0) / budget
             for g in opt.param_groups:
                 g["lr"] = lr_at(state["step"], max(state["step"] / total_steps, used), cfg)
             feats, lengths = model.features(batch["audio"], batch["audio_lengths"])
             if cfg.spec_augment:
-                feats = spec_augment(feats, lengths)
+                feats = spec_augment(feats, lengths.cpu())
             lp, fl = model.encode(feats, lengths)
             loss = torch.nn.functional.ctc_loss(
                 lp.transpose(0, 1), batch["targets"], fl, batch["target_lengths"],
