@@ -19,7 +19,7 @@ from speechrnn.audio import (
     to_16k_mono,
 )
 from speechrnn.commands import CommandsError, load_commands, normalize_commands
-from speechrnn.decoding import CommandScorer, free_decode
+from speechrnn.decoding import DEFAULT_BEAM_WIDTH, CommandScorer, free_decode
 from speechrnn.session import ModelError, ModelSession
 
 # Confidence below which a command is rejected. Chosen on held-out real recordings by
@@ -27,7 +27,6 @@ from speechrnn.session import ModelError, ModelSession
 DEFAULT_THRESHOLD = 0.5
 SHORT_SECONDS = 10.0  # files up to this long are decoded whole
 BLOCK_SECONDS = 10.0  # read size for long files; bounds memory
-BEAM_WIDTH = 8
 REGION_GAP = 0.3  # pauses shorter than this (seconds) stay inside one speech region
 REGION_MIN = 0.1  # shorter loud blips are not speech regions
 # Seconds of audio kept around detected speech when it is decoded: within the 0-1.2 s of
@@ -158,7 +157,7 @@ class Recognizer:
     def __init__(self, model: str | Path | ModelSession | None = None,
                  commands: str | Path | Sequence[str] | None = None,
                  threshold: float | None = None, *, free: bool = False, threads: int = 1,
-                 beam_width: int = BEAM_WIDTH):
+                 beam_width: int = DEFAULT_BEAM_WIDTH):
         self.session = model if isinstance(model, ModelSession) else ModelSession(model,
                                                                                   threads)
         self.info = self.session.info
