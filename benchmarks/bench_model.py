@@ -60,7 +60,7 @@ def evaluate(sessions: list[ModelSession], clips, commands: list[str], transform
         x = transform(audio) if transform else audio
         for session, scorer, t in zip(sessions, scorers, tallies, strict=True):
             lp = session.log_probs(x)
-            ok = commands[int(scorer.command_scores(lp).argmax())] == text
+            ok = commands[int(scorer.graph.log_likelihoods(lp).argmax())] == text
             t["correct"] += ok
             t["exact"] += greedy_text(lp, session.info.tokens, session.info.blank_index) == text
             t["per_word"].setdefault(text, [0, 0])

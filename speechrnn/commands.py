@@ -5,15 +5,10 @@ A bad line raises CommandsError with one sentence naming the file and line.
 
 from __future__ import annotations
 
-import functools
-import itertools
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from speechrnn.text import TOKENS, normalize_text
-
-HOMOPHONES_FILE = Path(__file__).with_name("homophones.txt")
-MAX_SPELLINGS = 16  # per command: a long phrase of common words has many combinations
 
 
 class CommandsError(Exception):
@@ -84,33 +79,3 @@ def load_commands(path: str | Path, tokens: Sequence[str] = TOKENS) -> list[str]
     if not commands:
         raise CommandsError(f"commands file {path} holds no commands; write one per line")
     return commands
-
-
-@functools.cache
-def homophones() -> dict[str, tuple[str, ...]]:
-    """Each word of homophones.txt -> the other words of its group (that sound the same)."""
-    table: dict[str, tuple[str, ...]] = {}
-    for line in HOMOPHONES_FILE.read_text(encoding="utf-8").splitlines():
-        group = line.split("#", 1)[0].split()
-        for word in group:
-            table[word] = tuple(w for w in group if w != word)
-    return table
-
-
-def spellings(command: str, commands: Collection[str] = (),
-              tokens: Sequence[str] = TOKENS) -> list[str]:
-    """The command, then the other ways to write what it sounds like: each of its words
-    swapped for words that sound the same ("two" -> "to", "too"). Spellings that are
-    themselves one of `commands`, or that need letters outside `tokens`, are left out;
-    at most MAX_SPELLINGS in all."""
-    table = homophones()
-    known = set(tokens)
-    choices = [(word,) + table.get(word, ()) for word in command.split(" ")]
-    found = [command]
-    for words in itertools.product(*choices):
-        text = " ".join(words)
-        if len(found) == MAX_SPELLINGS:
-            break
-        if text not in found and text not in commands and set(text) <= known:
-            found.append(text)
-    return found

@@ -5,13 +5,10 @@ against a command list with a "none of these" alternative and a confidence in [0
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from speechrnn.commands import spellings
 
 # Prefix beam search width. Command scoring sums the beam's hypotheses that are not
 # commands into "none of these", so a wider beam rejects more of what is not a command:
@@ -305,20 +302,17 @@ class CommandScorer:
     not commands, the empty one included, so noise and other words lose to it. The
     confidence is the posterior of the best command among these alternatives.
 
-    A character model writes a sound that has several spellings in all of them ("two",
-    "to", "too"), so a command's likelihood sums over its spellings
-    (speechrnn.commands.spellings; `homophones=False` keeps only the command's own).
-    It also spreads probability over near-spellings of what it heard ("stop", "stopp",
-    "ston"), so free hypotheses within `variant_distance` edits per character of a
-    spelling of the best command count as variants of it, not as evidence for "none of
-    these"; 0.4 keeps "back" (0.5 from "backward") an other word. `scale` (a temperature)
-    and `other_bias` (log-odds added to "none of these") are there for calibration; 1 and
-    0 leave the posterior as it is.
+    A character model spreads probability over spellings of what it heard ("stop",
+    "stopp", "ston"), so free hypotheses within `variant_distance` edits per character of
+    the best command count as variants of it, not as evidence for "none of these";
+    0.4 keeps "back" (0.5 from "backward") an other word. `scale` (a temperature) and
+    `other_bias` (log-odds added to "none of these") are there for calibration; 1 and 0
+    leave the posterior as it is.
     """
 
     def __init__(self, commands: Sequence[str], tokens: Sequence[str], blank: int = 0,
                  beam_width: int = DEFAULT_BEAM_WIDTH, variant_distance: float = 0.4,
-                 scale: float = 1.0, other_bias: float = 0.0, homophones: bool = True):
+                 scale: float = 1.0, other_bias: float = 0.0):
         if not commands:
             raise ValueError("the command list is empty")
         self.commands = list(commands)
@@ -328,39 +322,20 @@ class CommandScorer:
         self.variant_distance = variant_distance
         self.scale = scale
         self.other_bias = other_bias
-        self.spellings = [spellings(c, self.commands, self.tokens) if homophones else [c]
-                          for c in self.commands]
-        # A spelling that sounds like two of the commands is evidence for neither.
-        claims = Counter(text for group in self.spellings for text in group[1:])
-        self.spellings = [group[:1] + [t for t in group[1:] if claims[t] == 1]
-                          for group in self.spellings]
-        flat = [text for group in self.spellings for text in group]
-        # Spelling i of the flat list belongs to command owner[i].
-        self._owner = np.repeat(np.arange(len(self.commands)), [len(g) for g in self.spellings])
         index = {t: i for i, t in enumerate(self.tokens)}
-        self.graph = CTCGraph([[index[c] for c in text] for text in flat], blank=blank,
-                              space=index.get(" "))
-        self._known = set(flat)
-
-    def command_scores(self, log_probs: np.ndarray) -> np.ndarray:
-        """log P(command | frames) for every command, summed over its spellings."""
-        per_spelling = self.graph.log_likelihoods(log_probs)
-        if len(per_spelling) == len(self.commands):
-            return per_spelling
-        scores = np.full(len(self.commands), -np.inf)
-        np.logaddexp.at(scores, self._owner, per_spelling)
-        return scores
+        sequences = [[index[c] for c in command] for command in self.commands]
+        self.graph = CTCGraph(sequences, blank=blank, space=index.get(" "))
+        self._known = set(self.commands)
 
     def score(self, log_probs: np.ndarray) -> CommandMatch:
-        scores = self.command_scores(log_probs)
+        scores = self.graph.log_likelihoods(log_probs)
         best = int(np.argmax(scores))
         command = self.commands[best]
         beam = [(ids_to_text(ids, self.tokens), lp)
                 for ids, lp in prefix_beam_search(log_probs, self.beam_width, self.blank)]
         free_text = beam[0][0] if beam else ""
         other = log_sum_exp([lp for text, lp in beam if text not in self._known
-                             and not any(is_variant(text, spelling, self.variant_distance)
-                                         for spelling in self.spellings[best])])
+                             and not is_variant(text, command, self.variant_distance)])
         logits = np.append(scores, other + self.other_bias) * self.scale
         finite = logits[np.isfinite(logits)]
         if finite.size == 0 or not np.isfinite(scores[best]):

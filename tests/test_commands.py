@@ -7,17 +7,11 @@ from __future__ import annotations
 import pytest
 
 from speechrnn.commands import (
-    HOMOPHONES_FILE,
-    MAX_SPELLINGS,
     CommandsError,
-    homophones,
     load_commands,
-    normalize_command,
     normalize_commands,
     parse_commands,
-    spellings,
 )
-from speechrnn.text import TOKENS
 
 
 def test_file_with_comments_blank_lines_and_duplicates(tmp_path):
@@ -80,36 +74,3 @@ def test_list_given_in_code():
     assert normalize_commands(["Yes", "yes", "Go 2"]) == ["yes", "go two"]
     with pytest.raises(CommandsError, match="empty"):
         normalize_commands([])
-
-
-# -- spellings: words that sound the same ----------------------------------------------
-
-def test_spellings_swap_words_for_those_that_sound_the_same():
-    assert spellings("two") == ["two", "to", "too"]
-    assert spellings("stop") == ["stop"]
-    assert spellings("turn right") == ["turn right", "turn rite", "turn write"]
-    # Another command is never a spelling of this one.
-    assert spellings("two", commands=["two", "to"]) == ["two", "too"]
-    # Spellings the model cannot write are left out.
-    assert "it's" in spellings("its")
-    assert spellings("its", tokens=[t for t in TOKENS if t != "'"]) == ["its"]
-
-
-def test_spellings_of_a_long_phrase_are_capped():
-    found = spellings("two four two four two four")
-    assert len(found) == MAX_SPELLINGS and found[0] == "two four two four two four"
-    assert len(set(found)) == len(found)
-
-
-def test_the_homophone_table_is_well_formed():
-    seen = set()
-    for line in HOMOPHONES_FILE.read_text().splitlines():
-        group = line.split("#", 1)[0].split()
-        if not group:
-            continue
-        assert len(group) >= 2, line
-        for word in group:
-            assert normalize_command(word) == word, line
-            assert word not in seen, f"{word} is in two groups"
-            seen.add(word)
-    assert homophones()["four"] == ("for", "fore")

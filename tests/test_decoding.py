@@ -195,44 +195,6 @@ def test_spelling_variants_of_the_command_do_not_count_against_it():
     assert strict.score(log_probs).confidence < 0.6
 
 
-
-def spelled_two_ways(first: str, second: str, share: float) -> np.ndarray:
-    """Frames that spell `first` with probability `share` and `second` with the rest
-    (equal-length words differing in one letter, or `second` one letter shorter)."""
-    index = {t: i for i, t in enumerate(TOKENS)}
-    frames = []
-    for a, b in itertools.zip_longest(first, second):
-        row = np.full(len(TOKENS), 1e-4)
-        row[index[a]] += share
-        row[index[b] if b else BLANK] += 1 - share
-        blank = np.full(len(TOKENS), 1e-4)
-        blank[BLANK] = 1.0
-        frames += [row / row.sum(), blank / blank.sum()]
-    return np.log(np.array(frames))
-
-
-def test_a_command_counts_the_words_that_sound_like_it():
-    # The model heard /tu/ and wrote it "to" more than "two": that is still the command.
-    log_probs = spelled_two_ways("to", "tw", 0.6)  # "to" 60 %, "tw" 40 %
-    scorer = CommandScorer(["two", "go", "yes"], TOKENS)
-    assert scorer.spellings[0] == ["two", "to", "too"]
-    match = scorer.score(log_probs)
-    assert match.command == "two" and match.confidence > 0.9
-    own_only = CommandScorer(["two", "go", "yes"], TOKENS, homophones=False).score(log_probs)
-    assert own_only.confidence < match.confidence - 0.3
-    # Likelihoods add up over the spellings.
-    scores = scorer.command_scores(log_probs)
-    assert scores[0] == pytest.approx(np.logaddexp.reduce(
-        CTCGraph([[TOKENS.index(c) for c in w] for w in ("two", "to", "too")],
-                 space=TOKENS.index(" ")).log_likelihoods(log_probs)))
-
-
-def test_a_homophone_that_is_itself_a_command_stays_that_command():
-    scorer = CommandScorer(["two", "to"], TOKENS)
-    # "too" could be either: it counts for neither.
-    assert scorer.spellings == [["two"], ["to"]]
-    assert scorer.score(spelled_two_ways("to", "tx", 0.9)).command == "to"
-
 # The fast decoders against plain, slow reference implementations of the same semantics.
 
 
