@@ -13,8 +13,8 @@ import numpy as np
 # Prefix beam search width. Command scoring sums the beam's hypotheses that are not
 # commands into "none of these", so a wider beam rejects more of what is not a command:
 # on half an hour of command-free audio and the held-out command clips, 16 against 8 gave
-# the same misses at 50-100 false accepts an hour and fewer below (39 against 41 % at
-# 20 an hour), for about 15 % more decoding time; 24 gained nothing more.
+# the same misses at 50-100 false accepts an hour and fewer below (40 against 42 % at
+# 20 an hour), for about 15 % more decoding time.
 DEFAULT_BEAM_WIDTH = 16
 
 
