@@ -374,3 +374,23 @@ def test_training_time_adds_the_stages_a_model_was_fine_tuned_from(tmp_path):
     assert t["minutes"] == pytest.approx(12.0)
     assert [s[0] for s in t["stages"]] == ["base.pt", "tuned.pt"]
     assert training_time(tmp_path / "missing.pt")["minutes"] is None
+
+
+def test_model_benchmark_measures_every_model_on_the_same_transformed_clips(tiny_model_path):
+    pytest.importorskip("torch")  # bench_model reads clips with training's helpers
+    from benchmarks.bench_model import evaluate
+    from speechrnn.session import ModelSession
+
+    session = ModelSession(tiny_model_path)
+    rng = np.random.default_rng(0)
+    clips = [(word(0.4 + 0.1 * i), text) for i, text in enumerate(["yes", "no", "yes"])]
+    transformed = []
+
+    def transform(audio):  # random, like noise: each clip must be transformed once
+        transformed.append(len(audio))
+        return (audio + 0.01 * rng.standard_normal(len(audio))).astype(np.float32)
+
+    first, second = evaluate([session, session], clips, ["yes", "no"], transform)
+    assert len(transformed) == len(clips)
+    assert first == second and first["clips"] == 3
+    assert set(first["per_word"]) == {"yes", "no"}
