@@ -106,15 +106,18 @@ def add_transcribe_parser(subparsers) -> None:
     p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
                    help="files transcribed in parallel (default: 1)")
     p.add_argument("--model", type=Path, metavar="FILE",
-                   help="ONNX model (default: the model bundled with speechrnn)")
+                   help="ONNX model (default: the model bundled with speechrnn; "
+                   "`speechrnn --version` says where it is)")
     p.set_defaults(func=run_transcribe)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechrnn",
-        description="Offline speech-command recognition: transcribe files, or listen live.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+        description="Offline speech-command recognition: transcribe files, or listen live.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)  # keeps --version's lines
+    parser.add_argument("--version", action="version", version=_version_text(),
+                        help="show the version and where the bundled model files are")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_transcribe_parser(subparsers)
     try:
@@ -125,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         cli_listen.add_parsers(subparsers)
     return parser
+
+
+def _version_text() -> str:
+    from speechrnn.session import bundled_model_path
+
+    return (f"speechrnn {_version()}\n"
+            f"bundled model: {bundled_model_path()} (int8, what speechrnn runs)\n"
+            f"its float form: {bundled_model_path(quantized=False)}")
 
 
 def _version() -> str:

@@ -77,7 +77,8 @@ def add_parsers(subparsers) -> None:
                    help="with --input: play the file at its real pace, like a microphone "
                         "(default: as fast as possible)")
     p.add_argument("--model", type=Path, metavar="FILE",
-                   help="ONNX model (default: the model bundled with speechrnn)")
+                   help="ONNX model (default: the model bundled with speechrnn; "
+                   "`speechrnn --version` says where it is)")
     p.set_defaults(func=run_listen)
 
 

@@ -229,6 +229,16 @@ def test_help_states_the_default_threshold():
     assert f"default: {DEFAULT_THRESHOLD}" in text and "exit status" in text
 
 
+
+def test_version_says_where_the_bundled_model_files_are(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.build_parser().parse_args(["--version"])
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("speechrnn ")
+    assert lines[1].endswith(f"{bundled_model_path()} (int8, what speechrnn runs)")
+    assert lines[2].endswith(str(bundled_model_path(quantized=False)))
+
 # -- input formats, long files, parallel jobs -------------------------------------------
 
 
