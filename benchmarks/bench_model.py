@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     also = args.also or (None if args.model else bundled_model_path(quantized=False))
     sessions = [session] + ([ModelSession(also, threads=1)] if also else [])
     t_start = time.time()
-    rows: list[tuple[str, dict]] = []
+    rows: list[tuple[str, list[dict]]] = []  # a set's figures, one dict a model
 
     noises = []
     if Path(args.noise_dir).is_dir():

@@ -37,7 +37,8 @@ def greedy_text(log_probs: np.ndarray, tokens: Sequence[str], blank: int = 0) ->
     return ids_to_text(greedy_ids(log_probs, blank), tokens)
 
 
-def prefix_beam_search(log_probs: np.ndarray, beam_width: int = 8, blank: int = 0,
+def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WIDTH,
+                       blank: int = 0,
                        prune: float = 1e-3) -> list[tuple[tuple[int, ...], float]]:
     """CTC prefix beam search: [(token ids, log probability)], best first.
 

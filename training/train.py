@@ -341,10 +341,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     train_utts = durations(corpus.train)
     augmenter = Augmenter(AugmentConfig(**cfg.augment), seed=cfg.seed)
     device = resolve_device(cfg.device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     model = CTCModel(build_model_config(cfg)).to(device)
     log.info("model: %d parameters, config %s, on %s", model.num_parameters(),
-             json.dumps(model.config.to_dict()),
-             torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU")
+             json.dumps(model.config.to_dict()), gpu or "the CPU")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(BucketBatchSampler([u.seconds for u in train_utts], cfg.batch_size))
     total_steps = steps_per_epoch * cfg.max_epochs
@@ -384,10 +384,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     cores = state.setdefault("cpu_cores", [])
     if os.cpu_count() not in cores:
         cores.append(os.cpu_count())
-    if device.type == "cuda":
+    if gpu:
         gpus = state.setdefault("gpus", [])
-        if torch.cuda.get_device_name(device) not in gpus:
-            gpus.append(torch.cuda.get_device_name(device))
+        if gpu not in gpus:
+            gpus.append(gpu)
     budget = cfg.max_minutes * 60
     metrics_log = open(run / "metrics.jsonl", "a")
     model.train()
