@@ -175,6 +175,19 @@ def test_graph_signature(exported):
     assert outputs["frame_lengths"] == (i64, ["batch"])
 
 
+def test_each_bilstm_layer_is_one_lstm_node(exported):
+    """One bidirectional LSTM node per layer, told each row's length (`sequence_lens`), so
+    embedders see a standard BiLSTM; the padded-batch test above shows it reads no padding."""
+    layers = exported["model"].config.layers
+    for path, op in ((exported["fp32"], "LSTM"), (exported["int8"], "DynamicQuantizeLSTM")):
+        lstms = [n for n in onnx.load(str(path)).graph.node if n.op_type == op]
+        assert len(lstms) == layers
+        for node in lstms:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs["direction"] == b"bidirectional"
+            assert node.input[4]  # sequence_lens: not an omitted optional input
+
+
 def test_metadata(exported):
     for path in (exported["fp32"], exported["int8"]):
         meta = read_metadata(path)

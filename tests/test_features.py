@@ -94,6 +94,25 @@ def test_frame_count(n):
     assert feats.shape[1] == frame_count(n, CONFIG.hop_length) == n // CONFIG.hop_length + 1
 
 
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank")
+@pytest.mark.parametrize(("n_fft", "hop"), [(400, 160), (320, 160), (64, 160), (512, 128)])
+def test_frames_are_librosas_centred_frames(n_fft, hop):
+    y = speech_like(3_333)
+    mfcc = MFCC(FeatureConfig(n_fft=n_fft, hop_length=hop))
+    with torch.no_grad():
+        got = mfcc.frames(torch.from_numpy(y)[None])[0].numpy()
+    padded = np.pad(y, n_fft // 2)
+    expected = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop, axis=0)
+    assert got.shape == expected.shape == (frame_count(len(y), hop), n_fft)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("n_fft", [2, 401])
+def test_window_length_must_be_even(n_fft):
+    with pytest.raises(ValueError, match="even"):
+        MFCC(FeatureConfig(n_fft=n_fft))
+
+
 def test_batch_rows_are_independent():
     a, b = speech_like(16000), speech_like(16000, seed=5)
     with torch.no_grad():

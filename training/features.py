@@ -1,7 +1,7 @@
 """MFCC front end as a torch module that exports to ONNX.
 
-The STFT is a strided conv1d over a windowed DFT basis (torchaudio's complex STFT
-does not export); mel filterbank and DCT matrices come from torchaudio.
+The STFT is real arithmetic on frames cut by reshaping (torchaudio's complex STFT does
+not export); mel filterbank and DCT matrices come from torchaudio.
 """
 
 from __future__ import annotations
@@ -43,13 +43,21 @@ class MFCC(nn.Module):
         super().__init__()
         self.config = config
         n_fft = config.n_fft
-        n_freq = n_fft // 2 + 1
+        if n_fft % 2 or n_fft < 4:
+            raise ValueError(f"n_fft must be even and at least 4, not {n_fft}")
+        half = n_fft // 2
+        n_freq = half + 1
+        # A periodic window is symmetric, w[t] = w[n - t], and so are cos and -sin up to
+        # sign: the DFT of a frame needs only its sums f[t] + f[n - t] (cosine part) and
+        # differences f[t] - f[n - t] (sine part) for t <= n/2, half the multiplies.
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
-        t = torch.arange(n_fft, dtype=torch.float64)
+        t = torch.arange(half + 1, dtype=torch.float64)
         f = torch.arange(n_freq, dtype=torch.float64)
-        angle = 2 * torch.pi * f[:, None] * t[None, :] / n_fft
-        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window
-        self.register_buffer("dft_basis", basis.float().unsqueeze(1), persistent=False)
+        angle = 2 * torch.pi * t[:, None] * f[None, :] / n_fft
+        cos = torch.cos(angle) * window[: half + 1, None]  # rows t = 0 .. n/2
+        sin = -torch.sin(angle[1:half]) * window[1:half, None]  # rows t = 1 .. n/2 - 1
+        self.register_buffer("cos_basis", cos.float(), persistent=False)
+        self.register_buffer("sin_basis", sin.float(), persistent=False)
         mel = torchaudio.functional.melscale_fbanks(
             n_freq, config.f_min, config.f_max, config.n_mels, config.sample_rate,
             norm="slaney", mel_scale="slaney",
@@ -58,13 +66,30 @@ class MFCC(nn.Module):
         dct = torchaudio.functional.create_dct(config.n_mfcc, config.n_mels, norm="ortho")
         self.register_buffer("dct", dct, persistent=False)
 
+    def frames(self, audio: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] -> centred, zero-padded frames [batch, frames, n_fft].
+
+        Cut from hop-sized blocks by reshaping and slicing, which export with a dynamic
+        length (`unfold` does not).
+        """
+        n, hop = self.config.n_fft, self.config.hop_length
+        whole, rest = divmod(n, hop)  # a frame: `whole` blocks and `rest` samples
+        count = audio.shape[1] // hop + 1
+        x = nn.functional.pad(audio, (n // 2, n // 2 + hop * (whole + 1)))
+        blocks = x[:, : (count + whole) * hop].reshape(audio.shape[0], count + whole, hop)
+        parts = [blocks[:, i:i + count] for i in range(whole)]
+        return torch.cat(parts + [blocks[:, whole:whole + count, :rest]], dim=-1)
+
     def power_spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
         """[batch, samples] -> power spectrum [batch, frames, n_fft//2 + 1]."""
-        pad = self.config.n_fft // 2
-        x = nn.functional.pad(audio.unsqueeze(1), (pad, pad))
-        spec = nn.functional.conv1d(x, self.dft_basis, stride=self.config.hop_length)
-        real, imag = spec.chunk(2, dim=1)
-        return (real.square() + imag.square()).transpose(1, 2)
+        half = self.config.n_fft // 2
+        frames = self.frames(audio)
+        head = frames[..., : half + 1]  # t = 0 .. n/2
+        tail = frames[..., half + 1:].flip(-1)  # t = n - 1 .. n/2 + 1, paired with 1 .. n/2 - 1
+        sums = torch.cat([head[..., :1], head[..., 1:half] + tail, head[..., half:]], dim=-1)
+        real = sums @ self.cos_basis
+        imag = (head[..., 1:half] - tail) @ self.sin_basis
+        return real.square() + imag.square()
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         mel = self.power_spectrogram(audio) @ self.mel_fbank
