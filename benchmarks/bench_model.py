@@ -22,7 +22,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_cost import on_cores, training_time  # noqa: E402
+from benchmarks.bench_cost import model_size, on_cores, training_time  # noqa: E402
 from benchmarks.common import machine, real_held_out_specs  # noqa: E402
 from benchmarks.testsets import held_out_synthetic  # noqa: E402
 from speechrnn.audio import resample  # noqa: E402
@@ -154,19 +154,10 @@ def main(argv=None) -> int:
 def write_report(args, sessions: list[ModelSession], rows, seconds: float) -> None:
     session = sessions[0]
     ckpt = Path(args.checkpoint)
-    params = size = None
-    if ckpt.is_file():
-        size = ckpt.stat().st_size
-        try:
-            import torch
-
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            params = sum(v.numel() for v in state["model_state"].values())
-        except Exception:
-            params = None
-    trained = training_time(Path(args.checkpoint))
-    minutes = trained["minutes"]
     model_path = Path(session.info.path)
+    params = model_size(model_path)["parameters"]
+    trained = training_time(ckpt)
+    minutes = trained["minutes"]
     out = [
         "# Model accuracy on unseen voices",
         "",
@@ -177,7 +168,8 @@ def write_report(args, sessions: list[ModelSession], rows, seconds: float) -> No
         f"Model: `{model_path.name}` ({model_path.stat().st_size / 1e6:.2f} MB ONNX, "
         f"quantization {session.info.metadata.get('quantization', 'not stated')}), "
         f"version {session.info.model_version}."
-        + (f" Checkpoint {size / 1e6:.2f} MB, {params:,} parameters." if params else "")
+        + (f" Checkpoint {ckpt.stat().st_size / 1e6:.2f} MB." if ckpt.is_file() else "")
+        + (f" {params:,} parameters." if params else "")
         + (f" Training time {minutes:.0f} min {on_cores(trained['cores'], trained['gpus'])}."
            if minutes else ""),
         "",

@@ -85,6 +85,19 @@ def test_split_by_speaker_never_splits_a_voice(tmp_path):
     assert len(train) + len(held) == 40
 
 
+def test_extra_synthetic_corpora_train_only_on_voices_the_split_keeps(tmp_path):
+    first, second = make_corpus(tmp_path / "a", n=8), make_corpus(tmp_path / "b", n=12)
+    cfg = train_mod.DataConfig(synth_manifest=str(first), extra_synth_manifests=[str(second)],
+                               synth_held_out_voices=["v3"], synth_held_out_fraction=0.0,
+                               real=[])
+    corpus = train_mod.build_corpus(cfg, seed=0)
+    assert len(corpus.train) == 6 + 9  # v3 says every fourth clip of each corpus
+    assert {Path(u.path).parent.name for u in corpus.train} == {"a", "b"}
+    assert "v3" not in {u.speaker for u in corpus.train}
+    held, _ = corpus.validation["synth_heldout_voices"]
+    assert {Path(u.path).parent.name for u in held} == {"a"}  # validation: first corpus
+
+
 def test_speech_commands_layout(tmp_path):
     for word, speaker in (("yes", "aa11"), ("yes", "bb22"), ("no", "aa11"), ("no", "cc33")):
         (tmp_path / word).mkdir(exist_ok=True)

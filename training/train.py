@@ -51,6 +51,9 @@ class ConfigError(Exception):
 @dataclass
 class DataConfig:
     synth_manifest: str | None = "data/synth/manifest.jsonl"
+    # More synthetic corpora (other seeds), for training only: their clips of held-out
+    # voices are dropped, so validation and the benchmarks stay on unheard voices.
+    extra_synth_manifests: list[str] = field(default_factory=list)
     synth_held_out_voices: list[str] = field(
         default_factory=lambda: ["flite:rms"])
     synth_held_out_fraction: float = 0.08  # of the espeak-ng voice x variant combinations
@@ -152,9 +155,17 @@ def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
     train: list[Utterance] = []
     validation: dict[str, tuple[list[Utterance], list[str]]] = {}
     if cfg.synth_manifest:
-        synth = read_manifest(cfg.synth_manifest, source="synth")
-        tr, held = split_by_speaker(synth, cfg.synth_held_out_fraction,
-                                    cfg.synth_held_out_voices, hashed_prefix="espeak-ng:")
+        def split(manifest):
+            return split_by_speaker(read_manifest(manifest, source="synth"),
+                                    cfg.synth_held_out_fraction, cfg.synth_held_out_voices,
+                                    hashed_prefix="espeak-ng:")
+
+        tr, held = split(cfg.synth_manifest)
+        for extra in cfg.extra_synth_manifests:
+            more, unheard = split(extra)
+            tr += more
+            log.info("synthetic %s: %d train clips (%d of held-out voices dropped)", extra,
+                     len(more), len(unheard))
         if cfg.max_synth_clips:
             tr = rng.sample(tr, min(len(tr), cfg.max_synth_clips))
         train += tr
