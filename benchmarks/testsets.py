@@ -82,14 +82,10 @@ def training_config():
 
 def held_out_synthetic(manifest: Path | None = None):
     """(held-out utterances, command list) of the synthetic corpus, split as training does."""
-    from training.datasets import read_manifest, split_by_speaker
-    from training.train import VOCAB_DIR, read_list
+    from training.train import VOCAB_DIR, read_list, split_synthetic
 
     data = training_config().data
-    path = Path(manifest or ROOT / data.synth_manifest)
-    synth = read_manifest(path, source="synth")
-    _, held = split_by_speaker(synth, data.synth_held_out_fraction,
-                               data.synth_held_out_voices, hashed_prefix="espeak-ng:")
+    _, held = split_synthetic(Path(manifest or ROOT / data.synth_manifest), data)
     return sorted(held, key=lambda u: u.path), read_list(VOCAB_DIR / "speech_commands.txt")
 
 

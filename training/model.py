@@ -61,8 +61,9 @@ class _OnnxBiLSTM(torch.autograd.Function):
     """Exports a BiLSTMLayer as one ONNX LSTM node (bidirectional, `sequence_lens`).
 
     The node's reverse direction starts at each sequence's own last frame, as
-    `reverse_padded` does, so the result is the same while the graph has a third of the
-    nodes and runs faster. In torch it passes the layer's own output through.
+    `reverse_padded` does, so every row's own frames come out the same (the node zeroes
+    padded frames, which nothing reads) while the graph has a third of the nodes and runs
+    faster. In torch it passes the layer's own output through.
     """
 
     @staticmethod

@@ -149,20 +149,22 @@ def read_list(path: Path) -> list[str]:
             if s.strip() and not s.startswith("#")]
 
 
+def split_synthetic(manifest: str | Path, cfg: DataConfig):
+    """(train, held-out) clips of a synthetic manifest, split by voice as configured."""
+    return split_by_speaker(read_manifest(manifest, source="synth"),
+                            cfg.synth_held_out_fraction, cfg.synth_held_out_voices,
+                            hashed_prefix="espeak-ng:")
+
+
 def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
     rng = random.Random(seed)
     sc_words = read_list(VOCAB_DIR / "speech_commands.txt")
     train: list[Utterance] = []
     validation: dict[str, tuple[list[Utterance], list[str]]] = {}
     if cfg.synth_manifest:
-        def split(manifest):
-            return split_by_speaker(read_manifest(manifest, source="synth"),
-                                    cfg.synth_held_out_fraction, cfg.synth_held_out_voices,
-                                    hashed_prefix="espeak-ng:")
-
-        tr, held = split(cfg.synth_manifest)
+        tr, held = split_synthetic(cfg.synth_manifest, cfg)
         for extra in cfg.extra_synth_manifests:
-            more, unheard = split(extra)
+            more, unheard = split_synthetic(extra, cfg)
             tr += more
             log.info("synthetic %s: %d train clips (%d of held-out voices dropped)", extra,
                      len(more), len(unheard))
