@@ -16,6 +16,10 @@ import numpy as np
 # the same misses at 50-100 false accepts an hour and fewer below (40 against 42 % at
 # 20 an hour), for about 15 % more decoding time.
 DEFAULT_BEAM_WIDTH = 16
+# Tokens at or below this probability in a frame are not tried as extensions. On the
+# same audio, 0.01 against 0.001 gave the same false rejects at 100, 50 and 20 false
+# accepts an hour, and scoring took 25 % less time (0.05 began to cost misses).
+DEFAULT_PRUNE = 0.01
 
 
 def greedy_ids(log_probs: np.ndarray, blank: int = 0) -> list[int]:
@@ -39,7 +43,7 @@ def greedy_text(log_probs: np.ndarray, tokens: Sequence[str], blank: int = 0) ->
 
 def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WIDTH,
                        blank: int = 0,
-                       prune: float = 1e-3) -> list[tuple[tuple[int, ...], float]]:
+                       prune: float = DEFAULT_PRUNE) -> list[tuple[tuple[int, ...], float]]:
     """CTC prefix beam search: [(token ids, log probability)], best first.
 
     Per frame only the `beam_width` likeliest tokens with probability above `prune` are
