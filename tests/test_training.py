@@ -17,7 +17,13 @@ torch = pytest.importorskip("torch")
 sf = pytest.importorskip("soundfile")
 
 from training import train as train_mod  # noqa: E402
-from training.augment import AugmentConfig, Augmenter, spec_augment, trim_silence  # noqa: E402
+from training.augment import (  # noqa: E402
+    AugmentConfig,
+    Augmenter,
+    overdrive,
+    spec_augment,
+    trim_silence,
+)
 from training.checkpoint import CheckpointError, load_model, save_checkpoint  # noqa: E402
 from training.datasets import (  # noqa: E402
     BucketBatchSampler,
@@ -156,6 +162,35 @@ def test_telephone_band_limit_removes_content_above_4khz():
     high, low = tone(0.5, 6000), tone(0.5, 1000)
     assert rms(aug.telephone(high)) < 0.01 * rms(high)
     assert rms(aug.telephone(low)) > 0.5 * rms(low)
+
+
+def test_overdrive_clips_the_loudest_share_of_samples():
+    rng = np.random.default_rng(0)
+    speech = (rng.standard_normal(16000) * 0.1).astype(np.float32)
+    out = overdrive(speech, 0.05)
+    assert np.abs(out).max() == pytest.approx(1.0)
+    at_rails = np.mean(np.abs(out) >= 1.0 - 1e-6)
+    assert 0.04 <= at_rails <= 0.06
+    # Below the clipping level the waveform keeps its shape.
+    quiet = np.abs(out) < 0.99
+    scale = np.abs(out[quiet]).max() / np.abs(speech[quiet]).max()
+    assert np.allclose(out[quiet], speech[quiet] * scale, atol=1e-5)
+    assert np.array_equal(overdrive(np.zeros(100, np.float32), 0.05), np.zeros(100))
+
+
+def test_augmenter_overdrives_clips_when_asked():
+    clean = tone(0.5, 440)
+    config = dict(noise_dir=None, rir_dir=None, p_noise=0.0, p_speed=0.0, p_pitch=0.0,
+                  p_reverb=0.0, p_telephone=0.0, p_tight=1.0, pad_seconds=(0.0, 0.0))
+
+    def flat_share(out):  # samples at the clip's own peak
+        return np.mean(np.abs(out) >= np.abs(out).max() * (1 - 1e-4))
+
+    plain = Augmenter(AugmentConfig(**config), seed=1)(clean)
+    driven = Augmenter(AugmentConfig(**config, p_clip=1.0, clip_fraction=(0.1, 0.2)),
+                       seed=1)(clean)
+    assert flat_share(plain) < 0.01
+    assert 0.08 <= flat_share(driven) <= 0.22
 
 
 def test_trim_silence_and_spec_augment():
