@@ -20,6 +20,8 @@ DEFAULT_BEAM_WIDTH = 16
 # same audio, 0.01 against 0.001 gave the same false rejects at 100, 50 and 20 false
 # accepts an hour, and scoring took 25 % less time (0.05 began to cost misses).
 DEFAULT_PRUNE = 0.01
+# Commands with fewer letters pay a prior per missing letter (see CommandScorer).
+SHORT_COMMAND_LETTERS = 5
 
 
 def greedy_ids(log_probs: np.ndarray, blank: int = 0) -> list[int]:
@@ -261,7 +263,8 @@ class CommandMatch:
     """The best command for a stretch of audio and how sure the decoder is of it."""
 
     command: str  # best-scoring command, whether or not it passes the threshold
-    confidence: float  # posterior of `command` against the others and "none of these"
+    confidence: float  # posterior of `command` against the others and "none of these",
+    # with the commands' priors (see CommandScorer)
     log_likelihood: float  # CTC log P(command | audio)
     other_log_likelihood: float  # log P of the best hypotheses that are not commands
     free_text: str  # best unconstrained hypothesis (prefix beam search)
@@ -313,11 +316,19 @@ class CommandScorer:
     0.4 keeps "back" (0.5 from "backward") an other word. `scale` (a temperature) and
     `other_bias` (log-odds added to "none of these") are there for calibration; 1 and 0
     leave the posterior as it is.
+
+    Short commands fit noise and pieces of other words far more often than long ones, so
+    each command gets a prior: `short_penalty` nats for every letter it has under
+    SHORT_COMMAND_LETTERS ("go" pays 3, "stop" 1, "seven" nothing). On an hour of
+    command-free audio and held-out voices, a penalty of 1 cut the misses at 100 false
+    accepts an hour from 43 to 37 % on a real speaker and from 23 to 21 % on synthetic
+    voices (each half of the hour alike); spreading the same idea over every letter of
+    every hypothesis, as an insertion bonus, did not help.
     """
 
     def __init__(self, commands: Sequence[str], tokens: Sequence[str], blank: int = 0,
                  beam_width: int = DEFAULT_BEAM_WIDTH, variant_distance: float = 0.4,
-                 scale: float = 1.0, other_bias: float = 0.0):
+                 scale: float = 1.0, other_bias: float = 0.0, short_penalty: float = 1.0):
         if not commands:
             raise ValueError("the command list is empty")
         self.commands = list(commands)
@@ -327,13 +338,16 @@ class CommandScorer:
         self.variant_distance = variant_distance
         self.scale = scale
         self.other_bias = other_bias
+        letters = [len(command.replace(" ", "")) for command in self.commands]
+        self.prior = -short_penalty * np.maximum(0, SHORT_COMMAND_LETTERS - np.array(letters))
         index = {t: i for i, t in enumerate(self.tokens)}
         sequences = [[index[c] for c in command] for command in self.commands]
         self.graph = CTCGraph(sequences, blank=blank, space=index.get(" "))
         self._known = set(self.commands)
 
     def score(self, log_probs: np.ndarray) -> CommandMatch:
-        scores = self.graph.log_likelihoods(log_probs)
+        likelihoods = self.graph.log_likelihoods(log_probs)
+        scores = likelihoods + self.prior
         best = int(np.argmax(scores))
         command = self.commands[best]
         beam = [(ids_to_text(ids, self.tokens), lp)
@@ -348,7 +362,7 @@ class CommandScorer:
         else:
             top = finite.max()
             confidence = float(np.exp(logits[best] - top) / np.exp(finite - top).sum())
-        return CommandMatch(command, confidence, float(scores[best]), other, free_text)
+        return CommandMatch(command, confidence, float(likelihoods[best]), other, free_text)
 
 
 def free_decode(log_probs: np.ndarray, tokens: Sequence[str], blank: int = 0,
