@@ -193,7 +193,8 @@ class Augmenter:
             audio = wet * (np.abs(audio).max() / (np.abs(wet).max() + 1e-9))
         if rng.random() < c.p_noise:
             audio = mix_at_snr(audio, self._noise(len(audio)), rng.uniform(*c.snr_db))
-        if rng.random() < c.p_clip:
+        # Drawn only when on, so configs without it keep their random streams.
+        if c.p_clip and rng.random() < c.p_clip:
             audio = overdrive(audio, rng.uniform(*c.clip_fraction))
         if rng.random() < c.p_telephone:
             audio = self.telephone(audio)
