@@ -20,8 +20,6 @@ DEFAULT_BEAM_WIDTH = 16
 # same audio, 0.01 against 0.001 gave the same false rejects at 100, 50 and 20 false
 # accepts an hour, and scoring took 25 % less time (0.05 began to cost misses).
 DEFAULT_PRUNE = 0.01
-# Commands with fewer letters pay a prior per missing letter (see CommandScorer).
-SHORT_COMMAND_LETTERS = 5
 
 
 def greedy_ids(log_probs: np.ndarray, blank: int = 0) -> list[int]:
@@ -263,8 +261,7 @@ class CommandMatch:
     """The best command for a stretch of audio and how sure the decoder is of it."""
 
     command: str  # best-scoring command, whether or not it passes the threshold
-    confidence: float  # posterior of `command` against the others and "none of these",
-    # with the commands' priors (see CommandScorer)
+    confidence: float  # posterior of `command` against the others and "none of these"
     log_likelihood: float  # CTC log P(command | audio)
     other_log_likelihood: float  # log P of the best hypotheses that are not commands
     free_text: str  # best unconstrained hypothesis (prefix beam search)
@@ -316,23 +313,11 @@ class CommandScorer:
     0.4 keeps "back" (0.5 from "backward") an other word. `scale` (a temperature) and
     `other_bias` (log-odds added to "none of these") are there for calibration; 1 and 0
     leave the posterior as it is.
-
-    Short commands fit noise and pieces of other words far more often than long ones, so
-    each command gets a prior: `short_penalty` nats for every letter it has under
-    SHORT_COMMAND_LETTERS ("go" pays 3, "stop" 1, "seven" nothing). A penalty of 1 made
-    the best command right for 70.5 against 65.0 % of an unseen real speaker's clips
-    (400 clips the benchmarks do not use; 69.5 against 64.3 % on theirs), whose misses
-    were mostly short commands ("go", "on", "yes"), and 86.2 against 87.2 % of synthetic
-    ones. With rejection, on the benchmarks' clips and command-free half hour it cut the
-    misses at 100 false accepts an hour from 43 to 37 % (real) and 23 to 21 %
-    (synthetic); on the other clips and another half hour it gave 38-39 against 39-40 %
-    (real) and 24-26 against 22 % (synthetic). An insertion bonus on every letter of every
-    hypothesis instead did not help.
     """
 
     def __init__(self, commands: Sequence[str], tokens: Sequence[str], blank: int = 0,
                  beam_width: int = DEFAULT_BEAM_WIDTH, variant_distance: float = 0.4,
-                 scale: float = 1.0, other_bias: float = 0.0, short_penalty: float = 1.0):
+                 scale: float = 1.0, other_bias: float = 0.0):
         if not commands:
             raise ValueError("the command list is empty")
         self.commands = list(commands)
@@ -342,16 +327,13 @@ class CommandScorer:
         self.variant_distance = variant_distance
         self.scale = scale
         self.other_bias = other_bias
-        letters = [len(command.replace(" ", "")) for command in self.commands]
-        self.prior = -short_penalty * np.maximum(0, SHORT_COMMAND_LETTERS - np.array(letters))
         index = {t: i for i, t in enumerate(self.tokens)}
         sequences = [[index[c] for c in command] for command in self.commands]
         self.graph = CTCGraph(sequences, blank=blank, space=index.get(" "))
         self._known = set(self.commands)
 
     def score(self, log_probs: np.ndarray) -> CommandMatch:
-        likelihoods = self.graph.log_likelihoods(log_probs)
-        scores = likelihoods + self.prior
+        scores = self.graph.log_likelihoods(log_probs)
         best = int(np.argmax(scores))
         command = self.commands[best]
         beam = [(ids_to_text(ids, self.tokens), lp)
@@ -366,7 +348,7 @@ class CommandScorer:
         else:
             top = finite.max()
             confidence = float(np.exp(logits[best] - top) / np.exp(finite - top).sum())
-        return CommandMatch(command, confidence, float(likelihoods[best]), other, free_text)
+        return CommandMatch(command, confidence, float(scores[best]), other, free_text)
 
 
 def free_decode(log_probs: np.ndarray, tokens: Sequence[str], blank: int = 0,

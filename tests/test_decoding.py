@@ -195,33 +195,6 @@ def test_spelling_variants_of_the_command_do_not_count_against_it():
     assert strict.score(log_probs).confidence < 0.6
 
 
-def spelled(word: str, sure: float) -> np.ndarray:
-    """Log-probs of frames that spell `word` (a letter then a blank each), each letter
-    with probability `sure` and the rest spread over every other token."""
-    index = {t: i for i, t in enumerate(TOKENS)}
-    frames = []
-    for c in word:
-        for token, p in ((index[c], sure), (0, 0.99)):
-            row = np.full(len(TOKENS), (1 - p) / (len(TOKENS) - 1))
-            row[token] = p
-            frames.append(row)
-    return np.log(np.array(frames))
-
-
-def test_short_commands_pay_a_prior_per_letter_under_five():
-    scorer = CommandScorer(["go", "stop", "seven"], TOKENS)
-    assert list(scorer.prior) == [-3.0, -1.0, 0.0]
-    flat = CommandScorer(["go", "stop", "seven"], TOKENS, short_penalty=0.0)
-    # A clearly spoken short command still wins, a shade less sure; a doubtful one falls
-    # under the default threshold without the prior's help.
-    clear = spelled("go", 0.95)
-    assert scorer.score(clear).command == "go" and scorer.score(clear).confidence > 0.5
-    doubtful = spelled("go", 0.6)
-    assert flat.score(doubtful).confidence > 0.5 > scorer.score(doubtful).confidence
-    # log_likelihood stays the CTC one, without the prior.
-    assert scorer.score(doubtful).log_likelihood == flat.score(doubtful).log_likelihood
-
-
 # The fast decoders against plain, slow reference implementations of the same semantics.
 
 
