@@ -366,3 +366,46 @@ def test_training_on_the_gpu_gives_a_checkpoint_for_the_cpu(tmp_path):
     train_mod.train(cfg)
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["train_state"][
         "epoch"] == 4
+
+
+def test_restacking_resamples_the_stacking_taps():
+    from training.restack import resample_taps
+    weight = torch.randn(6, 4, 3)
+    assert torch.allclose(resample_taps(weight, 3), weight)  # same width: unchanged
+    for width in (1, 2, 5):
+        assert resample_taps(weight, width).shape == (6, 4, width)
+    # One tap: the mean of the old ones times their count, so a steady frame projects the same.
+    assert torch.allclose(resample_taps(weight, 1)[:, :, 0], weight.sum(dim=2), atol=1e-6)
+    # The end taps stay where they were (scaled), the middle ones lie between them.
+    new = resample_taps(weight, 5)
+    assert torch.allclose(new[:, :, 0], weight[:, :, 0] * 3 / 5)
+    assert torch.allclose(new[:, :, 4], weight[:, :, 2] * 3 / 5)
+    assert torch.allclose(new[:, :, 1], (weight[:, :, 0] + weight[:, :, 1]) / 2 * 3 / 5)
+
+
+def test_restacked_checkpoint_runs_with_fewer_frames_and_keeps_its_history(tmp_path):
+    from training import restack
+    model = CTCModel(ModelConfig(stack=3, proj_dim=8, hidden=8, layers=1)).eval()
+    source = tmp_path / "source.pt"
+    save_checkpoint(source, model, train_state={"elapsed": 600.0, "init_elapsed": 60.0,
+                                                "cpu_cores": [2]})
+    out = tmp_path / "stack5.pt"
+    assert restack.main([str(source), "--stack", "5", "-o", str(out)]) == 0
+    new = load_model(out)
+    assert new.config.stack == 5
+    state = torch.load(out, weights_only=False)
+    for name, value in model.state_dict().items():
+        if name != "stack.weight":
+            assert torch.equal(state["model_state"][name], value)
+    audio = torch.from_numpy(tone(1.0, 440.0))[None]
+    lengths = torch.tensor([audio.shape[1]])
+    with torch.no_grad():
+        _, old_frames = model(audio, lengths)
+        log_probs, new_frames = new(audio, lengths)
+    # 101 feature frames: 34 model frames at stack 3, 21 at stack 5.
+    assert int(new_frames) == 21 and int(old_frames) == 34 and torch.isfinite(log_probs).all()
+    # Fine-tuning from it counts the source's training time, not a stage of its own.
+    assert state["train_state"]["elapsed"] == 0.0
+    assert state["train_state"]["init_elapsed"] == 660.0
+    assert state["train_state"]["init_checkpoint"] == str(source)
+    assert restack.main([str(tmp_path / "missing.pt"), "--stack", "4", "-o", str(out)]) == 1
