@@ -331,6 +331,18 @@ class CommandScorer:
         sequences = [[index[c] for c in command] for command in self.commands]
         self.graph = CTCGraph(sequences, blank=blank, space=index.get(" "))
         self._known = set(self.commands)
+        self._variants: dict[tuple[str, str], bool] = {}  # is_variant, remembered
+
+    def _is_variant(self, text: str, command: str) -> bool:
+        # The same few spellings come back clip after clip, and edit distances in Python
+        # were a tenth of the scoring time.
+        key = (text, command)
+        found = self._variants.get(key)
+        if found is None:
+            if len(self._variants) >= 50_000:  # bounded, for a long listening session
+                self._variants.clear()
+            found = self._variants[key] = is_variant(text, command, self.variant_distance)
+        return found
 
     def score(self, log_probs: np.ndarray) -> CommandMatch:
         scores = self.graph.log_likelihoods(log_probs)
@@ -340,7 +352,7 @@ class CommandScorer:
                 for ids, lp in prefix_beam_search(log_probs, self.beam_width, self.blank)]
         free_text = beam[0][0] if beam else ""
         other = log_sum_exp([lp for text, lp in beam if text not in self._known
-                             and not is_variant(text, command, self.variant_distance)])
+                             and not self._is_variant(text, command)])
         logits = np.append(scores, other + self.other_bias) * self.scale
         finite = logits[np.isfinite(logits)]
         if finite.size == 0 or not np.isfinite(scores[best]):

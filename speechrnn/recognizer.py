@@ -85,6 +85,19 @@ def _is_silent(audio: np.ndarray) -> bool:
     return float(power.max()) < 10 ** (SILENCE_DB / 10)
 
 
+def _percentile_10(values: np.ndarray) -> float:
+    """np.percentile(values, 10) (no NaN), exactly, by a partial sort: on a clip's hundred
+    frames np.percentile takes 20 times as long, more than the rest of speech_regions."""
+    n = len(values)
+    index = (n - 1) * 0.1  # where numpy's 'linear' method looks in the sorted values
+    lo = min(int(index), n - 1)
+    hi = min(lo + 1, n - 1)
+    part = np.partition(values, (lo, hi) if hi != lo else lo)
+    a, b, t = float(part[lo]), float(part[hi]), index - lo
+    # numpy's interpolation, which counts from the nearer end
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
+
+
 def speech_regions(audio: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) samples of the louder stretches of a short recording, found in one
     vectorised pass: frames well above the recording's own noise floor, with short gaps
@@ -100,7 +113,8 @@ def speech_regions(audio: np.ndarray) -> list[tuple[int, int]]:
         return []
     power = np.square(audio[: n * frame], dtype=np.float64).reshape(n, frame).mean(axis=1)
     db = 10 * np.log10(np.maximum(power, 1e-12))
-    floor, peak = np.percentile(db, 10), db.max()
+    peak = db.max()
+    floor = np.percentile(db, 10) if np.isnan(peak) else _percentile_10(db)
     loud = db > max(floor + 10.0, peak - 35.0, SILENCE_DB)
     if not loud.any():
         return []

@@ -356,6 +356,20 @@ def test_speech_regions_of_a_short_recording():
     assert speech_regions(np.zeros(10, np.float32)) == []
 
 
+def test_speech_regions_noise_floor_is_numpys_10th_percentile_exactly():
+    from speechrnn.recognizer import _percentile_10, speech_regions
+
+    rng = np.random.default_rng(0)
+    for n in range(1, 300):
+        for values in (rng.normal(size=n) * 30, rng.integers(-5, 5, size=n) * 10.0,
+                       np.full(n, -120.0)):
+            assert _percentile_10(values) == np.percentile(values, 10)
+    # NaN samples (an array passed in by a program) still give regions, not an error.
+    audio = bursts([(0.5, 1.2)], seconds=2.0)
+    audio[100] = np.nan
+    assert isinstance(speech_regions(audio), list)
+
+
 def test_short_file_with_two_commands_is_decoded_region_by_region(tiny_model_path,
                                                                   monkeypatch):
     from speechrnn.recognizer import Result
