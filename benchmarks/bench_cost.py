@@ -66,7 +66,8 @@ def training_time(checkpoint: Path) -> dict:
             break
         if "elapsed" not in ts:
             break
-        stages.insert(0, (path.name, ts["elapsed"] / 60, ts.get("epoch")))
+        if ts["elapsed"] or ts.get("epoch"):  # not a checkpoint only converted (restack)
+            stages.insert(0, (path.name, ts["elapsed"] / 60, ts.get("epoch")))
         cores.update(ts.get("cpu_cores", []))
         gpus.update(ts.get("gpus", []))
         init = ts.get("init_checkpoint")

@@ -374,6 +374,16 @@ def test_training_time_adds_the_stages_a_model_was_fine_tuned_from(tmp_path):
     assert [s[0] for s in t["stages"]] == ["base.pt", "tuned.pt"]
     assert training_time(tmp_path / "missing.pt")["minutes"] is None
 
+    # A restacked checkpoint (training.restack) between two stages is no stage of its own.
+    torch.save({"train_state": {"elapsed": 600.0, "epoch": 4}}, base)
+    restacked = tmp_path / "restacked.pt"
+    torch.save({"train_state": {"elapsed": 0.0, "epoch": 0, "init_checkpoint": str(base),
+                                "init_elapsed": 600.0}}, restacked)
+    torch.save({"train_state": {"elapsed": 120.0, "epoch": 2, "init_checkpoint": str(restacked),
+                                "init_elapsed": 600.0}}, tuned)
+    t = training_time(tuned)
+    assert t["stages"] == [("base.pt", 10.0, 4), ("tuned.pt", 2.0, 2)]
+
 
 def test_model_benchmark_measures_every_model_on_the_same_transformed_clips(tiny_model_path):
     pytest.importorskip("torch")  # bench_model reads clips with training's helpers
