@@ -1,13 +1,15 @@
-"""Change a checkpoint's frame stacking (model frames per feature frame) for fine-tuning.
+"""Change a checkpoint's frame stacking (feature frames per model frame) for fine-tuning.
 
     python -m training.restack training/checkpoints/default.pt --stack 5 -o stack5_init.pt
 
 The stacking conv's taps are resampled to the new width by linear interpolation and
 scaled by old width / new width, so the projection keeps about the same gain; every other
-weight is kept. The LSTMs then see fewer, longer frames. Without any training the shipped
-stack-3 model kept most of its accuracy at stack 4 and 5 (100 clean synthetic clips: 87 ->
-85 and 80 %), so a short fine-tune (`init_checkpoint`) is enough to adapt it; the new
-checkpoint records its source so that the training time behind it still adds up.
+weight is kept. The LSTMs then see fewer, longer frames, so training and recognition
+are faster. Without any training the shipped stack-3 model kept most of its accuracy at
+stack 4 and 5 (100 clean synthetic clips: 87 -> 85 and 80 %); 60 minutes of fine-tuning
+(`init_checkpoint`) at stack 5 brought it to 87.0 against the shipped 90.6 % on 700 clips
+(README, "Training your own model"). The new checkpoint records its source, so the training
+time behind a model tuned from it still adds up.
 """
 
 from __future__ import annotations
