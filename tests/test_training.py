@@ -193,6 +193,31 @@ def test_augmenter_overdrives_clips_when_asked():
     assert 0.08 <= flat_share(driven) <= 0.22
 
 
+def test_random_eq_follows_its_gain_curve_and_the_augmenter_applies_it():
+    from training.augment import EQ_POINTS, random_eq
+
+    t = np.arange(16000) / 16000
+    tones = [np.sin(2 * np.pi * f * t).astype(np.float32) for f in (250.0, 1500.0)]
+    gains = np.array([0.0, -12.0, 0.0, 6.0, 0.0, 0.0])  # at 100, 250, 600, 1500, ... Hz
+    assert EQ_POINTS[1] == 250.0 and EQ_POINTS[3] == 1500.0
+    for x, expected_db in zip(tones, (-12.0, 6.0), strict=True):
+        y = random_eq(x, gains)
+        assert y.dtype == x.dtype and y.shape == x.shape
+        rms_db = 10 * np.log10(np.mean(y ** 2) / np.mean(x ** 2))
+        assert rms_db == pytest.approx(expected_db, abs=0.1)
+    assert np.allclose(random_eq(tones[0], np.zeros(6)), tones[0], atol=1e-5)
+
+    clean = tone(0.5, 440)
+    config = dict(noise_dir=None, rir_dir=None, p_noise=0.0, p_speed=0.0, p_pitch=0.0,
+                  p_reverb=0.0, p_telephone=0.0, p_tight=1.0, pad_seconds=(0.0, 0.0),
+                  gain_db=(0.0, 0.0))
+    plain = Augmenter(AugmentConfig(**config), seed=1)(clean)
+    coloured = Augmenter(AugmentConfig(**config, p_eq=1.0), seed=1)(clean)
+    assert plain.shape == coloured.shape  # the same draws otherwise (gain fixed)
+    assert not np.allclose(coloured, plain, atol=1e-2)
+    assert np.isfinite(coloured).all() and np.abs(coloured).max() <= 1.0
+
+
 def test_trim_silence_and_spec_augment():
     clip = np.concatenate([np.zeros(8000, np.float32), tone(0.3, 500), np.zeros(8000)])
     trimmed = trim_silence(clip)

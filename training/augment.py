@@ -41,6 +41,10 @@ class AugmentConfig:
     # unseen real speaker, whose clips are clipped too, 3 points worse.
     p_clip: float = 0.0
     clip_fraction: tuple[float, float] = (0.002, 0.08)  # share of samples clipped
+    # A microphone's or room's colouring: a smooth random gain curve over frequency, up to
+    # eq_db louder or quieter at each of EQ_POINTS. Off in the shipped recipe.
+    p_eq: float = 0.0
+    eq_db: float = 10.0
     gain_db: tuple[float, float] = (-18.0, 6.0)
     pad_seconds: tuple[float, float] = (0.0, 0.4)  # silence re-added at each end
     p_tight: float = 0.25  # share of synthetic clips cut tight to the speech, like real ones
@@ -105,6 +109,18 @@ def overdrive(audio: np.ndarray, fraction: float) -> np.ndarray:
     if level <= 0.0:
         return audio
     return np.clip(audio, -level, level) / level
+
+
+EQ_POINTS = (100.0, 250.0, 600.0, 1500.0, 3500.0, 8000.0)  # Hz, for random_eq
+
+
+def random_eq(audio: np.ndarray, gains_db: np.ndarray) -> np.ndarray:
+    """`audio` through a smooth filter with gain `gains_db[i]` at EQ_POINTS[i], straight
+    lines in dB over log frequency between them (flat beyond the ends)."""
+    spectrum = np.fft.rfft(audio)
+    freqs = np.fft.rfftfreq(len(audio), 1 / SAMPLE_RATE)
+    curve = np.interp(np.log(np.maximum(freqs, 1.0)), np.log(EQ_POINTS), gains_db)
+    return np.fft.irfft(spectrum * 10 ** (curve / 20), n=len(audio)).astype(audio.dtype)
 
 
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -194,7 +210,9 @@ class Augmenter:
             audio = wet * (np.abs(audio).max() / (np.abs(wet).max() + 1e-9))
         if rng.random() < c.p_noise:
             audio = mix_at_snr(audio, self._noise(len(audio)), rng.uniform(*c.snr_db))
-        # Drawn only when on, so configs without it keep their random streams.
+        # Drawn only when on, so configs without them keep their random streams.
+        if c.p_eq and rng.random() < c.p_eq:
+            audio = random_eq(audio, rng.uniform(-c.eq_db, c.eq_db, size=len(EQ_POINTS)))
         if c.p_clip and rng.random() < c.p_clip:
             audio = overdrive(audio, rng.uniform(*c.clip_fraction))
         if rng.random() < c.p_telephone:
