@@ -43,6 +43,17 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def history_from(source: str | Path, state: dict) -> dict:
+    """The training history a checkpoint started from `source` (whose contents are `state`)
+    carries, so that the model's whole training time and hardware can be told
+    (benchmarks/bench_cost.py)."""
+    prior = state.get("train_state") or {}
+    return {"init_checkpoint": str(source),
+            "init_elapsed": prior.get("elapsed", 0.0) + prior.get("init_elapsed", 0.0),
+            "cpu_cores": list(prior.get("cpu_cores", [])),
+            "gpus": list(prior.get("gpus", []))}
+
+
 def load_model(path: str | Path) -> CTCModel:
     """Rebuild the model of a checkpoint, in eval mode."""
     state = load_checkpoint(path)

@@ -19,7 +19,12 @@ import sys
 
 import torch
 
-from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.checkpoint import (
+    CheckpointError,
+    history_from,
+    load_checkpoint,
+    save_checkpoint,
+)
 from training.model import CTCModel, ModelConfig
 
 
@@ -65,12 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     model = restack(state, args.stack)
-    prior = state.get("train_state") or {}
     # No training of its own: fine-tuning from it counts the source's time (bench_cost).
-    train_state = {"elapsed": 0.0, "epoch": 0, "init_checkpoint": str(args.checkpoint),
-                   "init_elapsed": prior.get("elapsed", 0.0) + prior.get("init_elapsed", 0.0),
-                   "cpu_cores": list(prior.get("cpu_cores", [])),
-                   "gpus": list(prior.get("gpus", []))}
+    train_state = {"elapsed": 0.0, "epoch": 0, **history_from(args.checkpoint, state)}
     save_checkpoint(args.output, model, train_state=train_state,
                     training_data=state.get("training_data"))
     hop_ms = 1000 * model.config.features.hop_length / model.config.features.sample_rate

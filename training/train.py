@@ -25,7 +25,7 @@ from tqdm import tqdm
 from speechrnn.decoding import edit_distance, greedy_text
 from speechrnn.text import BLANK_INDEX, TOKENS, encode, normalize_text
 from training.augment import AugmentConfig, Augmenter, spec_augment
-from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.checkpoint import CheckpointError, history_from, load_checkpoint, save_checkpoint
 from training.datasets import (
     BucketBatchSampler,
     SpeechDataset,
@@ -371,12 +371,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             model.load_state_dict(init["model_state"])
         except (CheckpointError, RuntimeError) as e:
             raise ConfigError(f"init_checkpoint {cfg.init_checkpoint}: {e}") from None
-        # Kept so the model's whole training time can be told (benchmarks/bench_cost.py).
-        prior = init.get("train_state") or {}
-        state["init_checkpoint"] = str(cfg.init_checkpoint)
-        state["init_elapsed"] = prior.get("elapsed", 0.0) + prior.get("init_elapsed", 0.0)
-        state["cpu_cores"] = list(prior.get("cpu_cores", []))
-        state["gpus"] = list(prior.get("gpus", []))
+        state.update(history_from(cfg.init_checkpoint, init))
         log.info("starting from the weights of %s", cfg.init_checkpoint)
     if resume and last.exists():
         try:
