@@ -218,6 +218,30 @@ def test_random_eq_follows_its_gain_curve_and_the_augmenter_applies_it():
     assert np.isfinite(coloured).all() and np.abs(coloured).max() <= 1.0
 
 
+def test_codec_round_trip_loses_more_at_lower_bit_rates_and_the_augmenter_applies_it():
+    from training.augment import codec_round_trip
+
+    speech, _ = sf.read(ROOT / "samples" / "stop.wav", dtype="float32")
+
+    def snr_db(y):  # how much of the waveform survives
+        return 10 * np.log10(np.sum(speech ** 2) / np.sum((speech - y) ** 2))
+
+    near, far = codec_round_trip(speech, 0.5), codec_round_trip(speech, 0.98)
+    for y in (near, far):
+        assert y.shape == speech.shape and y.dtype == np.float32
+        assert 10 * np.log10(np.sum(y ** 2) / np.sum(speech ** 2)) == pytest.approx(0, abs=1)
+    assert snr_db(near) > 20 and snr_db(far) < snr_db(near) - 5
+
+    config = dict(noise_dir=None, rir_dir=None, p_noise=0.0, p_speed=0.0, p_pitch=0.0,
+                  p_reverb=0.0, p_telephone=0.0, p_tight=1.0, pad_seconds=(0.0, 0.0),
+                  gain_db=(0.0, 0.0))
+    plain = Augmenter(AugmentConfig(**config), seed=1)(speech)
+    coded = Augmenter(AugmentConfig(**config, p_codec=1.0, codec_level=(0.98, 0.98)),
+                      seed=1)(speech)
+    assert plain.shape == coded.shape
+    assert not np.allclose(coded, plain, atol=1e-2)
+
+
 def test_trim_silence_and_spec_augment():
     clip = np.concatenate([np.zeros(8000, np.float32), tone(0.3, 500), np.zeros(8000)])
     trimmed = trim_silence(clip)
