@@ -178,16 +178,20 @@ def test_overdrive_clips_the_loudest_share_of_samples():
     assert np.array_equal(overdrive(np.zeros(100, np.float32), 0.05), np.zeros(100))
 
 
+# Every other waveform augmentation off and the framing fixed, for the Augmenter tests of
+# one augmentation each.
+PLAIN = dict(noise_dir=None, rir_dir=None, p_noise=0.0, p_speed=0.0, p_pitch=0.0,
+             p_reverb=0.0, p_telephone=0.0, p_tight=1.0, pad_seconds=(0.0, 0.0))
+
+
 def test_augmenter_overdrives_clips_when_asked():
     clean = tone(0.5, 440)
-    config = dict(noise_dir=None, rir_dir=None, p_noise=0.0, p_speed=0.0, p_pitch=0.0,
-                  p_reverb=0.0, p_telephone=0.0, p_tight=1.0, pad_seconds=(0.0, 0.0))
 
     def flat_share(out):  # samples at the clip's own peak
         return np.mean(np.abs(out) >= np.abs(out).max() * (1 - 1e-4))
 
-    plain = Augmenter(AugmentConfig(**config), seed=1)(clean)
-    driven = Augmenter(AugmentConfig(**config, p_clip=1.0, clip_fraction=(0.1, 0.2)),
+    plain = Augmenter(AugmentConfig(**PLAIN), seed=1)(clean)
+    driven = Augmenter(AugmentConfig(**PLAIN, p_clip=1.0, clip_fraction=(0.1, 0.2)),
                        seed=1)(clean)
     assert flat_share(plain) < 0.01
     assert 0.08 <= flat_share(driven) <= 0.22
@@ -208,12 +212,10 @@ def test_random_eq_follows_its_gain_curve_and_the_augmenter_applies_it():
     assert np.allclose(random_eq(tones[0], np.zeros(6)), tones[0], atol=1e-5)
 
     clean = tone(0.5, 440)
-    config = dict(noise_dir=None, rir_dir=None, p_noise=0.0, p_speed=0.0, p_pitch=0.0,
-                  p_reverb=0.0, p_telephone=0.0, p_tight=1.0, pad_seconds=(0.0, 0.0),
-                  gain_db=(0.0, 0.0))
+    config = dict(PLAIN, gain_db=(0.0, 0.0))  # the same draws otherwise
     plain = Augmenter(AugmentConfig(**config), seed=1)(clean)
     coloured = Augmenter(AugmentConfig(**config, p_eq=1.0), seed=1)(clean)
-    assert plain.shape == coloured.shape  # the same draws otherwise (gain fixed)
+    assert plain.shape == coloured.shape
     assert not np.allclose(coloured, plain, atol=1e-2)
     assert np.isfinite(coloured).all() and np.abs(coloured).max() <= 1.0
 
@@ -232,9 +234,7 @@ def test_codec_round_trip_loses_more_at_lower_bit_rates_and_the_augmenter_applie
         assert 10 * np.log10(np.sum(y ** 2) / np.sum(speech ** 2)) == pytest.approx(0, abs=1)
     assert snr_db(near) > 20 and snr_db(far) < snr_db(near) - 5
 
-    config = dict(noise_dir=None, rir_dir=None, p_noise=0.0, p_speed=0.0, p_pitch=0.0,
-                  p_reverb=0.0, p_telephone=0.0, p_tight=1.0, pad_seconds=(0.0, 0.0),
-                  gain_db=(0.0, 0.0))
+    config = dict(PLAIN, gain_db=(0.0, 0.0))  # the same draws otherwise
     plain = Augmenter(AugmentConfig(**config), seed=1)(speech)
     coded = Augmenter(AugmentConfig(**config, p_codec=1.0, codec_level=(0.98, 0.98)),
                       seed=1)(speech)
