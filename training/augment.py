@@ -50,11 +50,12 @@ class AugmentConfig:
     eq_db: float = 10.0
     # Speech stored or sent through a low-bit-rate codec (voice messages, calls, web apps):
     # an Opus round trip at soundfile's compression level (0.9 about 23 kbit/s, 0.98 about
-    # 10). Off in the shipped recipe. Models trained on a corpus sent as 10 kbit/s Opus (the
-    # GPU runs in the README) scored 4.5-5 points better on the unseen real speaker at
-    # 8 kHz, but a 35-minute sixth stage with it at 0.5 (configs/finetune_codec.json) did
-    # not: 75.0 against 75.1 % there, synthetic clean -1.6. It costs 50-140 ms a clip, so
-    # that stage saw only 0.8 epochs; encode each clip once and cache before trying more.
+    # 10). Off in the shipped recipe. The two longest-trained models of a corpus sent as
+    # 10 kbit/s Opus (the GPU runs in the README) scored 4.5-5 points better on the unseen
+    # real speaker at 8 kHz, but a 35-minute sixth stage with it at 0.5
+    # (configs/finetune_codec.json) did not: 75.0 against 75.1 % there, synthetic clean
+    # -1.6. It costs 50-140 ms a clip, so that stage saw only 0.8 epochs; encode each clip
+    # once and cache before trying more.
     p_codec: float = 0.0
     codec_level: tuple[float, float] = (0.9, 0.98)
     gain_db: tuple[float, float] = (-18.0, 6.0)
