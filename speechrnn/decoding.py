@@ -56,18 +56,28 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WID
     if beam_width < 1:
         return [((), -math.inf)]
     # Candidates of every frame at once; Python floats and lists are much faster than
-    # numpy scalars in the loop below.
-    top = np.argsort(-probs, axis=1)[:, : beam_width + 1]
-    top_probs = np.take_along_axis(probs, top, axis=1)
+    # numpy scalars in the loop below. Only frames where some token but blank passes
+    # `prune` have any (most frames are blank-only), so only those are sorted.
+    others = probs.copy()
+    others[:, blank] = 0.0
+    active = np.flatnonzero(others.max(axis=1) > prune)
+    top = np.argsort(-probs[active], axis=1)[:, : beam_width + 1]
+    top_probs = np.take_along_axis(probs[active], top, axis=1)
     chosen = (top != blank) & (top_probs > prune)
     cand_ids, cand_probs = top[chosen].tolist(), top_probs[chosen].tolist()
-    counts = chosen.sum(axis=1).tolist()
+    counts = np.zeros(len(probs), dtype=np.int64)
+    counts[active] = chosen.sum(axis=1)
     # beam: (prefix, p ending in blank, p ending in non-blank), scaled per frame
     beams: list[tuple[tuple[int, ...], float, float]] = [((), 1.0, 0.0)]
     log_scale = 0.0
+    settled = False  # every prefix ends in blank and they sum to 1
     i = 0
-    for p_blank, count in zip(probs[:, blank].tolist(), counts, strict=True):
+    for p_blank, count in zip(probs[:, blank].tolist(), counts.tolist(), strict=True):
         if not count:
+            if settled and p_blank > 0.0:
+                # Another blank-only frame scales every prefix alike: only the scale moves.
+                log_scale += math.log(p_blank)
+                continue
             # Blank only: every prefix keeps its total, now ending in blank.
             totals = [(pb + pnb) * p_blank for _, pb, pnb in beams]
             norm = sum(totals)
@@ -75,7 +85,9 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WID
                 return [((), -math.inf)]
             log_scale += math.log(norm)
             beams = [(beam[0], total / norm, 0.0) for beam, total in zip(beams, totals)]
+            settled = True
             continue
+        settled = False
         scaled = list(zip(cand_ids[i:i + count], cand_probs[i:i + count]))
         i += count
         p_token = dict(scaled)

@@ -298,6 +298,11 @@ def test_prefix_beam_search_equals_reference(seed):
     else:
         log_probs = random_log_probs(frames, tokens, seed, sharp=float(rng.choice([0.5, 2, 6])))
         log_probs[rng.random(frames) < 0.4] *= 10  # blank-only frames, mostly
+    if seed % 3 == 1:
+        # A run of blank-only frames, which the search passes by moving its scale alone.
+        start = int(rng.integers(0, frames))
+        log_probs[start:start + 6] = np.log(0.001 / (tokens - 1))
+        log_probs[start:start + 6, BLANK] = np.log(0.999)
     for beam_width in (1, 3, 8):
         for prune in (0.0, 1e-3, 0.05):
             got = prefix_beam_search(log_probs, beam_width, BLANK, prune)
