@@ -20,6 +20,7 @@ DEFAULT_BEAM_WIDTH = 16
 # same audio, 0.01 against 0.001 gave the same false rejects at 100, 50 and 20 false
 # accepts an hour, and scoring took 25 % less time (0.05 began to cost misses).
 DEFAULT_PRUNE = 0.01
+TINY = np.finfo(np.float64).smallest_subnormal
 
 
 def greedy_ids(log_probs: np.ndarray, blank: int = 0) -> list[int]:
@@ -224,7 +225,7 @@ class CTCGraph:
         # Probability domain with rescaling: exact, and much faster than logaddexp.
         probs = np.zeros((frames, log_probs.shape[1] + 1))  # last column: padding
         np.exp(log_probs, out=probs[:, :-1])
-        emit = probs[:, self.labels]  # [frames, states]
+        emit = probs.take(self.labels, axis=1)  # [frames, states]
         # A frame scales a sequence's total by at least its least likely label's
         # probability and at most 3 times its likeliest one's.
         used = log_probs[:, self.used_labels]
@@ -253,7 +254,7 @@ class CTCGraph:
             if t == rescale[i]:
                 np.add.reduceat(alpha, starts, out=norms[i])
                 # A sequence with no probability left keeps none (and log(0) = -inf).
-                np.maximum(norms[i], np.finfo(np.float64).smallest_subnormal, out=divisor)
+                np.maximum(norms[i], TINY, out=divisor)
                 alpha /= divisor[sequence]
                 i += 1
         with np.errstate(divide="ignore"):
