@@ -112,17 +112,27 @@ def test_bundled_int8_and_float_models_are_the_same_model():
     assert int8.info.metadata.pop("quantization") == "dynamic-int8"
     assert fp32.info.metadata.pop("quantization") == "none"
     assert int8.info.metadata == fp32.info.metadata
-    # The same network: the sample recordings get the same greedy spelling from both.
+    # The same network: on the sample recordings both pick the same letter in (nearly)
+    # every frame, and both hear the same commands. Quantization may flip a letter in a
+    # frame where two are close, so the spellings themselves may differ by one.
+    from speechrnn import Recognizer
     from speechrnn.audio import read_audio
-    from speechrnn.decoding import greedy_text
+    from speechrnn.commands import load_commands
 
-    samples = sorted((Path(__file__).parent.parent / "samples").glob("*.wav"))
+    folder = Path(__file__).parent.parent / "samples"
+    commands = load_commands(folder / "commands.txt")
+    recognizers = [Recognizer(model=m.path, commands=commands) for m in (int8, fp32)]
+    samples = sorted(folder.glob("*.wav"))
     assert samples
+    heard_any = False
     for wav in samples:
         audio = read_audio(wav)
-        spelled = [greedy_text(m.log_probs(audio), m.info.tokens, m.info.blank_index)
-                   for m in (int8, fp32)]
-        assert spelled[0] == spelled[1] and spelled[0], wav.name
+        best = [m.log_probs(audio).argmax(-1) for m in (int8, fp32)]
+        assert np.mean(best[0] == best[1]) >= 0.95, wav.name
+        heard = [r.transcribe(wav).text for r in recognizers]
+        assert heard[0] == heard[1], wav.name
+        heard_any = heard_any or bool(heard[0])
+    assert heard_any
 
 
 def test_runtime_never_imports_torch():
