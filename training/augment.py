@@ -150,6 +150,10 @@ def codec_round_trip(audio: np.ndarray, level: float) -> np.ndarray:
 
 
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """Add `noise` at `snr_db` measured over the whole clip, silence padding included, so
+    the word itself ends up up to ~7 dB cleaner than the number (the benchmarks measure
+    over the speech). Measuring over the speech here was tried for the whole 0.4.0 recipe
+    and lost on clean voices (96.4 -> 93.6 %) with no gain in noise; see the README."""
     p_speech = np.mean(speech ** 2) + 1e-10
     p_noise = np.mean(noise ** 2) + 1e-10
     return speech + noise * np.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))
