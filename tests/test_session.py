@@ -121,7 +121,7 @@ def test_bundled_int8_and_float_models_are_the_same_model():
 
     folder = Path(__file__).parent.parent / "samples"
     commands = load_commands(folder / "commands.txt")
-    recognizers = [Recognizer(model=m.path, commands=commands) for m in (int8, fp32)]
+    recognizers = [Recognizer(m, commands) for m in (int8, fp32)]
     samples = sorted(folder.glob("*.wav"))
     assert samples
     heard_any = False
@@ -129,7 +129,7 @@ def test_bundled_int8_and_float_models_are_the_same_model():
         audio = read_audio(wav)
         best = [m.log_probs(audio).argmax(-1) for m in (int8, fp32)]
         assert np.mean(best[0] == best[1]) >= 0.95, wav.name
-        heard = [r.transcribe(wav).text for r in recognizers]
+        heard = [r.transcribe(audio).text for r in recognizers]
         assert heard[0] == heard[1], wav.name
         heard_any = heard_any or bool(heard[0])
     assert heard_any
