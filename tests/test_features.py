@@ -88,6 +88,20 @@ def test_matches_torchaudio(name):
     np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank")
+@pytest.mark.parametrize("n_fft", [400, 512, 64])
+@pytest.mark.parametrize("name", ["speech_like_odd", "white_noise", "quiet_noise"])
+def test_export_dft_matches_fft(name, n_fft):
+    """The ONNX export computes the spectrum by matrix products, training by FFT."""
+    mfcc = MFCC(FeatureConfig(n_fft=n_fft))
+    audio = torch.from_numpy(signals()[name])[None]
+    with torch.no_grad():
+        fft, dft = mfcc.power_spectrogram(audio), mfcc.dft_power(audio)
+    assert fft.shape == dft.shape == (1, frame_count(audio.shape[1], 160), n_fft // 2 + 1)
+    np.testing.assert_allclose(dft.numpy(), fft.numpy(), rtol=0,
+                               atol=1e-5 * float(fft.max()))
+
+
 @pytest.mark.parametrize("n", [1, 159, 160, 161, 400, 16000, 16001])
 def test_frame_count(n):
     feats = MFCC(CONFIG)(torch.zeros(1, n))

@@ -1,7 +1,8 @@
 """MFCC front end as a torch module that exports to ONNX.
 
-The STFT is real arithmetic on frames cut by reshaping (torchaudio's complex STFT does
-not export); mel filterbank and DCT matrices come from torchaudio.
+Frames are cut by reshaping; in an export the STFT is real arithmetic on them
+(torchaudio's complex STFT does not export); mel filterbank and DCT matrices come from
+torchaudio.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class MFCC(nn.Module):
         angle = 2 * torch.pi * t[:, None] * f[None, :] / n_fft
         cos = torch.cos(angle) * window[: half + 1, None]  # rows t = 0 .. n/2
         sin = -torch.sin(angle[1:half]) * window[1:half, None]  # rows t = 1 .. n/2 - 1
+        self.register_buffer("window", window.float(), persistent=False)
         self.register_buffer("cos_basis", cos.float(), persistent=False)
         self.register_buffer("sin_basis", sin.float(), persistent=False)
         mel = torchaudio.functional.melscale_fbanks(
@@ -81,7 +83,18 @@ class MFCC(nn.Module):
         return torch.cat(parts + [blocks[:, whole:whole + count, :rest]], dim=-1)
 
     def power_spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
-        """[batch, samples] -> power spectrum [batch, frames, n_fft//2 + 1]."""
+        """[batch, samples] -> power spectrum [batch, frames, n_fft//2 + 1].
+
+        In torch an FFT (4-5 times faster: a fifth of a CPU training step was the DFT);
+        in an ONNX export the DFT as matrix products, which every exporter handles.
+        """
+        if torch.onnx.is_in_onnx_export():
+            return self.dft_power(audio)
+        spectrum = torch.fft.rfft(self.frames(audio) * self.window, dim=-1)
+        return spectrum.real.square() + spectrum.imag.square()
+
+    def dft_power(self, audio: torch.Tensor) -> torch.Tensor:
+        """power_spectrogram by real matrix products, for the ONNX export."""
         half = self.config.n_fft // 2
         frames = self.frames(audio)
         head = frames[..., : half + 1]  # t = 0 .. n/2
