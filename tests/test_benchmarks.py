@@ -315,6 +315,49 @@ def test_accuracy_runs_on_a_users_manifest_alone(tmp_path, monkeypatch, recogniz
     assert "music, hum, keyboard (" in text
 
 
+def test_accuracy_gives_each_system_its_own_pass_over_the_same_audio(tmp_path, monkeypatch,
+                                                                    recognizer):
+    """The peer's verdicts line up with speechrnn's clip by clip and condition by
+    condition, though it runs after speechrnn has gone over the whole set."""
+    pytest.importorskip("torch")
+    from benchmarks import bench_accuracy
+    from benchmarks.scoring import Verdict
+
+    calls = []
+
+    def fingerprint(audio, rate):
+        return f"{len(audio)}/{rate}/{float(np.sum(np.abs(audio))):.4f}"
+
+    class FakePeer:
+        missing: list = []
+
+        def __init__(self, commands):
+            pass
+
+        def verdict(self, audio, rate):
+            calls.append("peer")
+            return Verdict(fingerprint(audio, rate), 1.0, [], len(audio) / rate, 1e-3)
+
+    def ours(recognizer, audio, rate):
+        calls.append("ours")
+        return Verdict(fingerprint(audio, rate), 1.0, [], len(audio) / rate, 1e-3)
+
+    monkeypatch.setattr(bench_accuracy, "PocketSphinx", FakePeer)
+    monkeypatch.setattr(bench_accuracy, "speechrnn_verdict", ours)
+    for i in range(2):
+        sf.write(tmp_path / f"{i}.wav", np.concatenate([silence(0.2), word(0.4, seed=i),
+                                                        silence(0.2)]), SR)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"path": f"{i}.wav", "text": t}) + "\n"
+                                for i, t in enumerate(["yes", "no"])))
+    sets = [testsets.manifest_set("mine", manifest)]
+    run = bench_accuracy.run(sets, [], recognizer, use_peer=True)
+    n = len(run.scored)
+    assert n == 2 * 7 and calls == ["ours"] * n + ["peer"] * n
+    assert len({s.ours.best for s in run.scored}) == n  # every trial's audio differs
+    assert all(s.peer.best == s.ours.best for s in run.scored)
+
+
 def test_figures_of_the_other_scripts_are_read_from_their_tables(tmp_path):
     (tmp_path / "transcribe.md").write_text(
         "| run | wall time | files/s | real-time factor | peak memory | exit |\n"
