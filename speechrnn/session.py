@@ -23,8 +23,9 @@ class ModelError(Exception):
 
 def bundled_model_path(quantized: bool = True) -> Path:
     """The default model shipped inside the package: its int8 form, which the runtime uses
-    (network 1.5-1.7x faster, the same accuracy: benchmarks/results/model.md), or with
-    `quantized=False` the float one, for runtimes without onnxruntime's DynamicQuantizeLSTM.
+    (network about 2x faster on one thread, the same accuracy:
+    benchmarks/results/model.md), or with `quantized=False` the float one, for runtimes
+    without onnxruntime's DynamicQuantizeLSTM.
     """
     name = "speechrnn.int8.onnx" if quantized else "speechrnn.onnx"
     return Path(__file__).resolve().parent / "models" / name
