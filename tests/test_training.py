@@ -383,6 +383,16 @@ def test_keep_last_writes_the_last_epoch_not_the_best(tmp_path, monkeypatch):
         train_mod.load_config(None, {"keep": "newest"})
 
 
+def test_precision_setting():
+    cpu = torch.device("cpu")
+    assert not train_mod.use_bf16("fp32", cpu)
+    assert train_mod.use_bf16("bf16", cpu)
+    assert train_mod.use_bf16("auto", cpu) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert not train_mod.use_bf16("bf16", torch.device("meta"))  # autocast is CPU-only here
+    with pytest.raises(train_mod.ConfigError, match="precision must be"):
+        train_mod.load_config(None, {"precision": "fp16"})
+
+
 def test_device_names_are_checked_in_one_sentence():
     assert train_mod.resolve_device("cpu").type == "cpu"
     want = "cuda" if torch.cuda.is_available() else "cpu"
