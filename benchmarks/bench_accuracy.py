@@ -108,7 +108,8 @@ def load_sets(counts: dict, manifests: list[str], commands_file: Path | None,
 
 def _trials(s: testsets.TestSet, conditions: list, desc: str):
     """(clip index, clip, condition, audio, rate) for every clip of a set under every
-    condition; deterministic, so a second pass gives the same audio."""
+    condition; deterministic, so a second pass gives the same audio (made again rather
+    than kept: a user's manifest set may be any size)."""
     for i, clip in enumerate(tqdm(s.clips, desc=desc, disable=None)):
         audio = clip.audio()
         for c in conditions:

@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="ONNX file to write (default: CHECKPOINT with .onnx, or .int8.onnx)")
     p.add_argument("--int8", action="store_true",
-                   help="write a dynamically quantized int8 model (int8 LSTM weights; the rest stays float)")
+                   help="write a dynamically quantized int8 model (int8 LSTM weights; "
+                        "the rest stays float)")
     p.add_argument("--commands", type=Path, metavar="FILE",
                    help="default command list stored in the file, one a line "
                         "(default: the 35 Speech Commands words)")
