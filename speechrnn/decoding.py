@@ -4,6 +4,7 @@ against a command list with a "none of these" alternative and a confidence in [0
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,7 +169,9 @@ class CTCGraph:
 
     With `space` given, each sequence may also start and/or end with one `space`
     token, so a segment framed with a little of a neighbouring word boundary still
-    scores; the result is the summed probability of the variants.
+    scores, and each `space` inside it may be left out ("turn on" also as "turnon"): a
+    character model is often unsure where words part. The result is the summed
+    probability of the variants.
     """
 
     # Each sequence's forward variables are rescaled before their total may have changed
@@ -185,6 +188,7 @@ class CTCGraph:
         # that never hold probability, so every state may come from s - 1 and s - 2
         # without crossing into the previous sequence.
         labels, skip, start, final, starts = [], [], [], [], []
+        gaps, gap_letter = [], []  # a letter after an inner space; it may follow the letter
         for seq in sequences:
             ext = [blank]
             for token in seq:
@@ -196,6 +200,13 @@ class CTCGraph:
             labels += [-1, -1] + ext
             skip += [False, False] + [s >= 2 and ext[s] != blank and ext[s] != ext[s - 2]
                                       for s in range(len(ext))]
+            if space is not None:
+                # [.. l1, b, sp, b, l2 ..]: l2 may come from the b before the space (s - 3)
+                # and, unless it repeats l1, from l1 itself (s - 4).
+                for s in range(5, len(ext) - 2):
+                    if ext[s - 2] == space and ext[s] not in (blank, space):
+                        gaps.append(offset + s)
+                        gap_letter.append(ext[s] != ext[s - 4])
             if space is None:
                 start += [offset, offset + 1]
                 final.append(range(offset + len(ext) - 2, offset + len(ext)))
@@ -209,6 +220,8 @@ class CTCGraph:
         self.labels = np.array(labels)  # -1: padding
         self.used_labels = np.unique(self.labels[self.labels >= 0])
         self.skip = np.array(skip[2:], dtype=np.float64)  # state s may come from s - 2
+        self.gaps = np.array(gaps, dtype=np.int64)
+        self.gap_letter = np.array(gap_letter, dtype=np.float64)
         self.start = np.zeros(len(labels))
         self.start[start] = 1.0
         self.final = np.array(final)  # [sequences, final states]
@@ -227,9 +240,10 @@ class CTCGraph:
         np.exp(log_probs, out=probs[:, :-1])
         emit = probs.take(self.labels, axis=1)  # [frames, states]
         # A frame scales a sequence's total by at least its least likely label's
-        # probability and at most 3 times its likeliest one's.
+        # probability and at most (states a state may come from) times its likeliest one's.
         used = log_probs[:, self.used_labels]
-        change = np.maximum(-used.min(axis=1), math.log(3) + used.max(axis=1)).tolist()
+        fan_in = 5 if len(self.gaps) else 3
+        change = np.maximum(-used.min(axis=1), math.log(fan_in) + used.max(axis=1)).tolist()
         rescale = []
         budget = 0.0
         for t in range(frames):
@@ -243,12 +257,15 @@ class CTCGraph:
         beta = np.zeros_like(alpha)  # the next frame's alpha
         tmp = np.empty(len(alpha) - 2)
         skip, sequence, starts = self.skip, self.sequence, self.starts
+        gaps, gap_letter = self.gaps, self.gap_letter
         i = 0
         for t in range(frames):
             if t:
                 np.add(alpha[2:], alpha[1:-1], out=beta[2:])
                 np.multiply(alpha[:-2], skip, out=tmp)
                 np.add(beta[2:], tmp, out=beta[2:])
+                if len(gaps):
+                    beta[gaps] += alpha[gaps - 3] + alpha[gaps - 4] * gap_letter
                 np.multiply(beta, emit[t], out=beta)
                 alpha, beta = beta, alpha
             if t == rescale[i]:
@@ -305,6 +322,12 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
+def _letters_and_cuts(text: str) -> tuple[str, frozenset[int]]:
+    """`text` without spaces, and where its spaces were ("go back": "goback", {2})."""
+    words = text.split(" ")
+    return "".join(words), frozenset(itertools.accumulate(len(w) for w in words[:-1]))
+
+
 def is_variant(text: str, command: str, max_distance: float) -> bool:
     """`text` is within `max_distance` edits per character of `command`."""
     limit = max_distance * max(len(text), len(command), 1)
@@ -343,7 +366,13 @@ class CommandScorer:
         index = {t: i for i, t in enumerate(self.tokens)}
         sequences = [[index[c] for c in command] for command in self.commands]
         self.graph = CTCGraph(sequences, blank=blank, space=index.get(" "))
+        # The command graph sums each command with any of its spaces left out; the beam's
+        # copies of those must not count again as variants.
         self._known = set(self.commands)
+        self._cuts: dict[str, list[frozenset[int]]] = {}
+        for command in self.commands:
+            letters, cuts = _letters_and_cuts(command)
+            self._cuts.setdefault(letters, []).append(cuts)
         self._variants: dict[tuple[str, str], bool] = {}  # is_variant, remembered
 
     def _is_variant(self, text: str, command: str) -> bool:
@@ -357,6 +386,16 @@ class CommandScorer:
             found = self._variants[key] = is_variant(text, command, self.variant_distance)
         return found
 
+    def _is_command(self, text: str) -> bool:
+        """`text` is a command, maybe with some of its spaces left out."""
+        if text in self._known:
+            return True
+        commands_cuts = self._cuts.get(text.replace(" ", ""))
+        if not commands_cuts:  # most texts: no command has these letters
+            return False
+        cuts = _letters_and_cuts(text)[1]
+        return any(cuts <= known for known in commands_cuts)
+
     def score(self, log_probs: np.ndarray) -> CommandMatch:
         scores = self.graph.log_likelihoods(log_probs)
         best = int(np.argmax(scores))
@@ -364,7 +403,7 @@ class CommandScorer:
         beam = [(ids_to_text(ids, self.tokens), lp)
                 for ids, lp in prefix_beam_search(log_probs, self.beam_width, self.blank)]
         free_text = beam[0][0] if beam else ""
-        other = log_sum_exp([lp for text, lp in beam if text not in self._known
+        other = log_sum_exp([lp for text, lp in beam if not self._is_command(text)
                              and not self._is_variant(text, command)])
         logits = np.append(scores, other + self.other_bias) * self.scale
         finite = logits[np.isfinite(logits)]

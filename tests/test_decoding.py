@@ -69,13 +69,26 @@ def test_ctc_likelihood_too_few_frames_is_minus_inf():
     assert ctc_log_likelihood(random_log_probs(2, 3, 0), (1, 1)) == -math.inf
 
 
+def space_variants(labels, space):
+    """Every label sequence the graph sums for `labels` with `space`: an optional space at
+    each edge, and each inner space kept or left out."""
+    labels = tuple(labels)
+    inner = [i for i, token in enumerate(labels) if token == space]
+    out = set()
+    for keep in itertools.product((True, False), repeat=len(inner)):
+        dropped = {i for i, k in zip(inner, keep) if not k}
+        core = tuple(t for i, t in enumerate(labels) if i not in dropped)
+        out |= {core, (space, *core), (*core, space), (space, *core, space)}
+    return out
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_optional_edge_space_sums_the_four_variants(seed):
+def test_optional_spaces_sum_every_variant(seed):
     space = 3
     log_probs = random_log_probs(6, 4, seed)
     dist = brute_force(log_probs)
-    for labels in [(1,), (1, 2), (2, 2), (1, 3, 2)]:
-        variants = {labels, (space, *labels), (*labels, space), (space, *labels, space)}
+    for labels in [(1,), (1, 2), (2, 2), (1, 3, 2), (1, 3, 1), (2, 3, 1, 3, 2)]:
+        variants = space_variants(labels, space)
         expected = sum(dist.get(v, 0.0) for v in variants)
         got = CTCGraph([labels], blank=BLANK, space=space).log_likelihoods(log_probs)[0]
         assert got == pytest.approx(math.log(expected), abs=1e-9)
@@ -146,6 +159,15 @@ def test_command_scorer_picks_the_spoken_command_with_high_confidence():
     match = scorer.score(one_hot_path("turn on the light", TOKENS))
     assert match.command == "turn on the light"
     assert match.confidence > 0.9
+
+
+def test_a_phrase_heard_without_a_space_is_still_the_command():
+    scorer = CommandScorer(["go", "go back", "turn on the light"], TOKENS)
+    for heard, command in [("goback", "go back"), ("turnon thelight", "turn on the light")]:
+        match = scorer.score(one_hot_path(heard, TOKENS, sure=0.999))
+        assert match.command == command
+        assert match.confidence > 0.9
+        assert math.exp(match.log_likelihood) > 0.9  # the spelling counts as the command
 
 
 def test_command_scorer_rejects_other_words_and_silence():
@@ -232,8 +254,8 @@ def test_graph_equals_reference_forward_pass(frames, sharp):
     spaced = CTCGraph(sequences, space=space).log_likelihoods(log_probs)
     for labels, got, got_spaced in zip(sequences, plain, spaced, strict=True):
         expected = reference_ctc(log_probs, labels)
-        variants = [labels, [space, *labels], [*labels, space], [space, *labels, space]]
-        expected_spaced = log_sum_exp([reference_ctc(log_probs, v) for v in variants])
+        expected_spaced = log_sum_exp([reference_ctc(log_probs, list(v))
+                                       for v in space_variants(labels, space)])
         for value, want in ((got, expected), (got_spaced, expected_spaced)):
             if want == -math.inf:  # too few frames for the sequence
                 assert value == -math.inf
