@@ -36,8 +36,9 @@ from benchmarks.scoring import (  # noqa: E402
 from speechrnn.recognizer import DEFAULT_THRESHOLD, Recognizer  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "accuracy.md"
-FULL = {"synthetic": 320, "real-speaker": 320, "real-word": 160, "manifest": None}
-QUICK = {"synthetic": 24, "real-speaker": 24, "real-word": 12, "manifest": 24}
+FULL = {"synthetic": 320, "phrases": 240, "real-speaker": 320, "real-word": 160,
+        "manifest": None}
+QUICK = {"synthetic": 24, "phrases": 16, "real-speaker": 24, "real-word": 12, "manifest": 24}
 
 
 @dataclass
@@ -77,6 +78,7 @@ def load_sets(counts: dict, manifests: list[str], commands_file: Path | None,
         sets.append(synth)
         others = testsets.sample(testsets.synthetic_other_words(synth.commands), 60, seed=5)
         voices = [c.audio() for c in others]
+        sets.append(testsets.phrase_set(counts["phrases"]))
     except FileNotFoundError:
         testsets.skip("the synthetic set", "no synthetic corpus (python -m training.synth)")
     except ImportError as e:

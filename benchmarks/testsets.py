@@ -91,14 +91,35 @@ def held_out_synthetic(manifest: Path | None = None):
 
 def synthetic_set(n: int | None, other_share: float = 0.25,
                   manifest: Path | None = None) -> TestSet:
+    """Held-out synthetic voices saying the 35 Speech Commands words, and other words."""
     held, commands = held_out_synthetic(manifest)
+    return _held_out_set("synthetic", "the 35 Speech Commands words and other words", held,
+                         commands, n, other_share)
+
+
+def phrase_set(n: int | None, other_share: float = 0.25,
+               manifest: Path | None = None) -> TestSet:
+    """Held-out synthetic voices saying the device commands and phrases
+    (training/vocab/device_commands.txt), against that list, and other words."""
+    from training.train import VOCAB_DIR, read_list
+
+    held, _ = held_out_synthetic(manifest)
+    commands = read_list(VOCAB_DIR / "device_commands.txt")
+    phrases = sum(" " in c for c in commands)
+    return _held_out_set("phrases", f"the {len(commands)} device commands of training's "
+                         f"vocabulary ({phrases} of them phrases: \"turn on the light\", "
+                         "\"go back\") and other words", held, commands, n, other_share)
+
+
+def _held_out_set(name: str, what: str, held: list, commands: list[str], n: int | None,
+                  other_share: float) -> TestSet:
     said = [u for u in held if u.text in commands]
     others = [u for u in held if u.text and not says_a_command(u.text, commands)]
     n_other = None if n is None else int(n * other_share)
     chosen = sample(said, None if n is None else n - n_other) + sample(others, n_other, 1)
     voices = len({u.speaker for u in held})
-    return TestSet("synthetic", f"held-out synthetic voices ({voices} voices training never "
-                   "heard): the 35 Speech Commands words and other words", commands,
+    return TestSet(name, f"held-out synthetic voices ({voices} voices training never "
+                   f"heard): {what}", commands,
                    [make_clip(Path(u.path).name, u.path, u.text, commands) for u in chosen])
 
 

@@ -446,3 +446,24 @@ def test_model_benchmark_measures_every_model_on_the_same_transformed_clips(tiny
     assert len(transformed) == len(clips)
     assert first == second and first["clips"] == 3
     assert set(first["per_word"]) == {"yes", "no"}
+
+
+def test_phrase_set_scores_device_commands_against_their_own_list(monkeypatch):
+    pytest.importorskip("torch")
+    from training.datasets import Utterance
+
+    texts = ["turn on the light", "go back", "next", "yes", "turn on the radio", "banana",
+             "go back home", "", "volume up", "apple pie"]
+    held = [Utterance(f"/x/{i}.wav", t, f"voice{i % 3}", "synth") for i, t in enumerate(texts)]
+    monkeypatch.setattr(testsets, "held_out_synthetic", lambda manifest=None: (held, []))
+    s = testsets.phrase_set(None)
+    assert s.name == "phrases" and "turn on the light" in s.commands and "yes" not in s.commands
+    kinds = {c.said: c.kind for c in s.clips}
+    # Commands are whole entries of the list; other words hold none of them as whole
+    # words, so "go back home" (which holds "go back") is neither.
+    assert {t for t, k in kinds.items() if k == "command"} == {
+        "turn on the light", "go back", "next", "volume up"}
+    assert {t for t, k in kinds.items() if k == "other word"} == {
+        "yes", "turn on the radio", "banana", "apple pie"}
+    sample = testsets.phrase_set(4, other_share=0.25).clips
+    assert [c.kind for c in sample] == ["command"] * 3 + ["other word"]
