@@ -74,11 +74,13 @@ def load_sets(counts: dict, manifests: list[str], commands_file: Path | None,
     sets: list[testsets.TestSet] = []
     voices: list = []
     try:
-        synth = testsets.synthetic_set(counts["synthetic"])
+        held = testsets.held_out_synthetic()
+        synth = testsets.synthetic_set(counts["synthetic"], held=held)
         sets.append(synth)
-        others = testsets.sample(testsets.synthetic_other_words(synth.commands), 60, seed=5)
+        others = testsets.sample(testsets.synthetic_other_words(synth.commands, held), 60,
+                                 seed=5)
         voices = [c.audio() for c in others]
-        sets.append(testsets.phrase_set(counts["phrases"]))
+        sets.append(testsets.phrase_set(counts["phrases"], held=held))
     except FileNotFoundError:
         testsets.skip("the synthetic set", "no synthetic corpus (python -m training.synth)")
     except ImportError as e:

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     if Path(args.noise_dir).is_dir():
         noises = [load_audio(str(f)) for f in sorted(Path(args.noise_dir).glob("*.flac"))]
     if Path(args.synth_manifest).is_file():
-        held, _ = held_out_synthetic(Path(args.synth_manifest))
+        held = held_out_synthetic(Path(args.synth_manifest))
         held = [u for u in held if u.text in SC_WORDS]
         clips = load_clips(held, n, rng)
         voices = len({u.speaker for u in held})

@@ -80,30 +80,33 @@ def training_config():
     return load_config(TRAINING_CONFIG)
 
 
-def held_out_synthetic(manifest: Path | None = None):
-    """(held-out utterances, command list) of the synthetic corpus, split as training does."""
-    from training.train import VOCAB_DIR, read_list, split_synthetic
+def held_out_synthetic(manifest: Path | None = None) -> list:
+    """Held-out utterances of the synthetic corpus, split by voice as training does (it
+    reads the whole manifest: a few seconds, so load it once for several sets)."""
+    from training.train import split_synthetic
 
     data = training_config().data
     _, held = split_synthetic(Path(manifest or ROOT / data.synth_manifest), data)
-    return sorted(held, key=lambda u: u.path), read_list(VOCAB_DIR / "speech_commands.txt")
+    return sorted(held, key=lambda u: u.path)
 
 
 def synthetic_set(n: int | None, other_share: float = 0.25,
-                  manifest: Path | None = None) -> TestSet:
-    """Held-out synthetic voices saying the 35 Speech Commands words, and other words."""
-    held, commands = held_out_synthetic(manifest)
-    return _held_out_set("synthetic", "the 35 Speech Commands words and other words", held,
-                         commands, n, other_share)
-
-
-def phrase_set(n: int | None, other_share: float = 0.25,
-               manifest: Path | None = None) -> TestSet:
-    """Held-out synthetic voices saying the device commands and phrases
-    (training/vocab/device_commands.txt), against that list, and other words."""
+                  held: list | None = None) -> TestSet:
+    """Held-out synthetic voices (`held`, default: held_out_synthetic()) saying the 35
+    Speech Commands words, and other words."""
     from training.train import VOCAB_DIR, read_list
 
-    held, _ = held_out_synthetic(manifest)
+    commands = read_list(VOCAB_DIR / "speech_commands.txt")
+    return _held_out_set("synthetic", "the 35 Speech Commands words and other words",
+                         held, commands, n, other_share)
+
+
+def phrase_set(n: int | None, other_share: float = 0.25, held: list | None = None) -> TestSet:
+    """Held-out synthetic voices (`held`, default: held_out_synthetic()) saying the device
+    commands and phrases (training/vocab/device_commands.txt), against that list, and
+    other words."""
+    from training.train import VOCAB_DIR, read_list
+
     commands = read_list(VOCAB_DIR / "device_commands.txt")
     phrases = sum(" " in c for c in commands)
     return _held_out_set("phrases", f"the {len(commands)} device commands of training's "
@@ -111,8 +114,10 @@ def phrase_set(n: int | None, other_share: float = 0.25,
                          "\"go back\") and other words", held, commands, n, other_share)
 
 
-def _held_out_set(name: str, what: str, held: list, commands: list[str], n: int | None,
-                  other_share: float) -> TestSet:
+def _held_out_set(name: str, what: str, held: list | None, commands: list[str],
+                  n: int | None, other_share: float) -> TestSet:
+    if held is None:
+        held = held_out_synthetic()
     said = [u for u in held if u.text in commands]
     others = [u for u in held if u.text and not says_a_command(u.text, commands)]
     n_other = None if n is None else int(n * other_share)
@@ -123,9 +128,11 @@ def _held_out_set(name: str, what: str, held: list, commands: list[str], n: int 
                    [make_clip(Path(u.path).name, u.path, u.text, commands) for u in chosen])
 
 
-def synthetic_other_words(commands: list[str], manifest: Path | None = None) -> list[Clip]:
-    """Every held-out synthetic clip that says no command (for the false-alarm hour)."""
-    held, _ = held_out_synthetic(manifest)
+def synthetic_other_words(commands: list[str], held: list | None = None) -> list[Clip]:
+    """Every held-out synthetic clip (`held`, default: held_out_synthetic()) that says no
+    command (for the false-alarm hour)."""
+    if held is None:
+        held = held_out_synthetic()
     return [make_clip(Path(u.path).name, u.path, u.text, commands)
             for u in held if u.text and not says_a_command(u.text, commands)]
 

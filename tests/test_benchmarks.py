@@ -455,7 +455,7 @@ def test_phrase_set_scores_device_commands_against_their_own_list(monkeypatch):
     texts = ["turn on the light", "go back", "next", "yes", "turn on the radio", "banana",
              "go back home", "", "volume up", "apple pie"]
     held = [Utterance(f"/x/{i}.wav", t, f"voice{i % 3}", "synth") for i, t in enumerate(texts)]
-    monkeypatch.setattr(testsets, "held_out_synthetic", lambda manifest=None: (held, []))
+    monkeypatch.setattr(testsets, "held_out_synthetic", lambda manifest=None: held)
     s = testsets.phrase_set(None)
     assert s.name == "phrases" and "turn on the light" in s.commands and "yes" not in s.commands
     kinds = {c.said: c.kind for c in s.clips}
