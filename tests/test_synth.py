@@ -78,3 +78,17 @@ def test_every_engine_renders(tmp_path, engine):
     for row in map(json.loads, (out / "manifest.jsonl").read_text().splitlines()):
         info = sf.info(out / row["path"])
         assert info.samplerate == 16000 and info.duration > 0.1
+
+
+def test_word_list_corpus_speaks_its_words_alone_and_in_pairs(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("# sound-alikes\nbad\nbread\ngoes\n")
+    jobs = synth.plan_jobs(600, VOICES, synth.word_sources(words), seed=1, mix=synth.WORDS_MIX)
+    assert synth.plan_jobs(600, VOICES, synth.word_sources(words), 1, synth.WORDS_MIX) == jobs
+    pairs = [j for j in jobs if " " in j.label]
+    assert {j.label for j in jobs if " " not in j.label} == {"bad", "bread", "goes"}
+    assert all(set(j.label.split()) <= {"bad", "bread", "goes"} for j in pairs)
+    assert 0.08 < len(pairs) / len(jobs) < 0.22  # WORDS_MIX: 15 % pairs
+    words.write_text("# nothing\n")
+    with pytest.raises(SystemExit, match="lists no words"):
+        synth.word_sources(words)

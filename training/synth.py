@@ -30,6 +30,8 @@ VOCAB_DIR = Path(__file__).parent / "vocab"
 SAMPLE_RATE = 16000
 # Share of clips per text source: command words dominate, frequent words teach letters.
 TEXT_MIX = {"speech_commands": 0.40, "device_commands": 0.15, "words": 0.30, "word_pairs": 0.15}
+# A corpus of one word list (--words): its words alone and in pairs, as often as above.
+WORDS_MIX = {"words": 0.85, "word_pairs": 0.15}
 ENGINE_SHARE = {"espeak-ng": 0.5, "flite": 0.25, "festival": 0.25}
 FLITE_SKIP = {"awb_time"}  # speaks only clock times
 
@@ -108,13 +110,21 @@ def text_sources(vocab_dir: Path) -> dict[str, list[str]]:
     }
 
 
+def word_sources(path: Path) -> dict[str, list[str]]:
+    """The text sources of a corpus of one word list (see WORDS_MIX)."""
+    words = read_list(path)
+    if not words:
+        raise SystemExit(f"synth: {path} lists no words")
+    return {"words": words, "word_pairs": words}
+
+
 def plan_jobs(clips: int, voices: dict[str, list[str]], sources: dict[str, list[str]],
-              seed: int) -> list[Job]:
+              seed: int, mix: dict[str, float] = TEXT_MIX) -> list[Job]:
     """The whole corpus as a deterministic list of jobs."""
     rng = random.Random(seed)
     shares = {e: ENGINE_SHARE.get(e, 0.1) for e in voices}
     total = sum(shares.values())
-    kinds, weights = zip(*TEXT_MIX.items())
+    kinds, weights = zip(*mix.items())
     jobs = []
     for engine, share in shares.items():
         for _ in range(round(clips * share / total)):
@@ -223,7 +233,9 @@ def write_manifest(out: Path, jobs: list[Job]) -> int:
 
 
 def synthesize(out: Path, clips: int, seed: int = 0, engines: list[str] | None = None,
-               jobs_n: int | None = None, vocab_dir: Path = VOCAB_DIR) -> int:
+               jobs_n: int | None = None, vocab_dir: Path = VOCAB_DIR,
+               words: Path | None = None) -> int:
+    """Render the corpus of `vocab_dir` (or of the word list `words`) into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     voices = available_voices(engines or list(ENGINE_SHARE))
     if not voices:
@@ -231,8 +243,12 @@ def synthesize(out: Path, clips: int, seed: int = 0, engines: list[str] | None =
                          "or festival (see README).")
     for engine, names in voices.items():
         print(f"synth: {engine}: {len(names)} voices", file=sys.stderr)
-    plan = plan_jobs(clips, voices, text_sources(vocab_dir), seed)
+    if words:
+        plan = plan_jobs(clips, voices, word_sources(words), seed, WORDS_MIX)
+    else:
+        plan = plan_jobs(clips, voices, text_sources(vocab_dir), seed)
     (out / "plan.json").write_text(json.dumps({"seed": seed, "clips": clips,
+                                               "words": str(words) if words else None,
                                                "voices": voices}, indent=1))
     todo = [j for j in plan if not (out / j.path).exists()]
     print(f"synth: {len(plan) - len(todo)} of {len(plan)} clips already rendered",
@@ -265,8 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--vocab", type=Path, default=VOCAB_DIR,
                    help="folder with words.txt, speech_commands.txt, device_commands.txt")
+    p.add_argument("--words", type=Path, default=None, metavar="FILE",
+                   help="render only the words of FILE (one a line), alone and in pairs, "
+                   "instead of the vocabulary's mix (the commands' sound-alikes tried in the "
+                   "README: --words training/vocab/confusables.txt --out data/confusables "
+                   "--clips 8000 --seed 7)")
     args = p.parse_args(argv)
-    synthesize(args.out, args.clips, args.seed, args.engines, args.jobs, args.vocab)
+    synthesize(args.out, args.clips, args.seed, args.engines, args.jobs, args.vocab,
+               args.words)
     return 0
 
 

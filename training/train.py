@@ -178,6 +178,10 @@ def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
     if cfg.synth_manifest:
         tr, held = split_synthetic(cfg.synth_manifest, cfg)
         for extra in cfg.extra_synth_manifests:
+            if not Path(extra).is_file():
+                raise ConfigError(f"synthetic corpus {extra} does not exist; render it with "
+                                  "python -m training.synth (the README's training section "
+                                  "gives the command)")
             more, unheard = split_synthetic(extra, cfg)
             tr += more
             log.info("synthetic %s: %d train clips (%d of held-out voices dropped)", extra,
