@@ -51,25 +51,39 @@ def band_limited_8k(audio: np.ndarray) -> np.ndarray:
     return resample(resample(audio, 16000, 8000), 8000, 16000)
 
 
-def evaluate(sessions: list[ModelSession], clips, commands: list[str], transform=None,
-             desc: str = "") -> list[dict]:
-    """Each model's figures on the same clips, each transformed once (noise is random)."""
+def outcomes(sessions: list[ModelSession], clips, commands: list[str], transform=None,
+             desc: str = "") -> list[list[tuple[str, bool, bool]]]:
+    """Each model's (word, right command, exact spelling) for each clip, on the same
+    clips, each transformed once (noise is random)."""
     scorers = [CommandScorer(commands, s.info.tokens, s.info.blank_index) for s in sessions]
-    tallies = [{"correct": 0, "exact": 0, "per_word": {}} for _ in sessions]
+    results: list[list[tuple[str, bool, bool]]] = [[] for _ in sessions]
     for audio, text in tqdm(clips, desc=desc, leave=False, disable=None):
         x = transform(audio) if transform else audio
-        for session, scorer, t in zip(sessions, scorers, tallies, strict=True):
+        for session, scorer, mine in zip(sessions, scorers, results, strict=True):
             lp = session.log_probs(x)
             ok = commands[int(scorer.graph.log_likelihoods(lp).argmax())] == text
-            t["correct"] += ok
-            t["exact"] += greedy_text(lp, session.info.tokens, session.info.blank_index) == text
-            t["per_word"].setdefault(text, [0, 0])
-            t["per_word"][text][0] += ok
-            t["per_word"][text][1] += 1
-    n = max(len(clips), 1)
-    return [{"clips": len(clips), "accuracy": t["correct"] / n, "exact_spelling": t["exact"] / n,
-             "per_word": {w: c / k for w, (c, k) in sorted(t["per_word"].items())}}
-            for t in tallies]
+            exact = greedy_text(lp, session.info.tokens, session.info.blank_index) == text
+            mine.append((text, ok, exact))
+    return results
+
+
+def figures(results: list[tuple[str, bool, bool]]) -> dict:
+    """Accuracy, exact spelling and per-word accuracy of one model's outcomes."""
+    per_word: dict[str, list[int]] = {}
+    for text, ok, _ in results:
+        tally = per_word.setdefault(text, [0, 0])
+        tally[0] += ok
+        tally[1] += 1
+    n = max(len(results), 1)
+    return {"clips": len(results), "accuracy": sum(ok for _, ok, _ in results) / n,
+            "exact_spelling": sum(exact for _, _, exact in results) / n,
+            "per_word": {w: c / k for w, (c, k) in sorted(per_word.items())}}
+
+
+def evaluate(sessions: list[ModelSession], clips, commands: list[str], transform=None,
+             desc: str = "") -> list[dict]:
+    """Each model's figures on the same clips."""
+    return [figures(r) for r in outcomes(sessions, clips, commands, transform, desc)]
 
 
 def sample_utterances(utts, n: int, rng: random.Random) -> list:
@@ -77,8 +91,8 @@ def sample_utterances(utts, n: int, rng: random.Random) -> list:
     return rng.sample(utts, n) if len(utts) > n else utts
 
 
-def load_clips(utts, n: int, rng: random.Random):
-    return [(load_audio(u.path), u.text) for u in sample_utterances(utts, n, rng)]
+def load_clips(utts) -> list[tuple[np.ndarray, str]]:
+    return [(load_audio(u.path), u.text) for u in utts]
 
 
 def main(argv=None) -> int:
@@ -116,20 +130,21 @@ def main(argv=None) -> int:
         held = held_out_synthetic(Path(args.synth_manifest))
         held = [u for u in held if u.text in SC_WORDS]
         chosen = sample_utterances(held, n, rng)
-        clips = [(load_audio(u.path), u.text) for u in chosen]
+        clips = load_clips(chosen)
         voices = len({u.speaker for u in held})
+        clean = outcomes(sessions, clips, SC_WORDS, desc="clean")
         rows.append((f"synthetic, held-out voices ({voices}), clean",
-                     evaluate(sessions, clips, SC_WORDS, desc="clean")))
+                     [figures(r) for r in clean]))
         # Engines hold out very different numbers of voices (flite one, espeak-ng dozens),
         # so one voice can sway the total: each engine's share on its own.
-        engines = sorted({u.speaker.split(":")[0] for u in chosen})
+        engine_of = [u.speaker.split(":")[0] for u in chosen]
+        engines = sorted(set(engine_of))
         for engine in engines if len(engines) > 1 else []:
-            mine = [c for c, u in zip(clips, chosen, strict=True)
-                    if u.speaker.startswith(engine + ":")]
-            count = len({u.speaker for u in chosen if u.speaker.startswith(engine + ":")})
+            count = len({u.speaker for u, e in zip(chosen, engine_of) if e == engine})
             rows.append((f"synthetic, held-out voices, clean: {engine} only ({count} "
                          f"voice{'s' if count > 1 else ''})",
-                         evaluate(sessions, mine, SC_WORDS, desc=engine)))
+                         [figures([x for x, e in zip(r, engine_of, strict=True) if e == engine])
+                          for r in clean]))
         for snr in (20, 10, 5, 0):
             if noises:
                 def add(a, snr=snr):
@@ -155,7 +170,7 @@ def main(argv=None) -> int:
             source = group[0].source
             vocab = sorted({normalize_text(u.text) for u in real
                             if u.text and u.source == source})
-            clips = load_clips(group, n, rng)
+            clips = load_clips(sample_utterances(group, n, rng))
             rows.append((name + " against " + ", ".join(vocab[:10]),
                          evaluate(sessions, clips, vocab, desc=name[:20])))
             rows.append((name + ", 8 kHz band-limited",
