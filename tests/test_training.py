@@ -104,10 +104,13 @@ def test_extra_synthetic_corpora_train_only_on_voices_the_split_keeps(tmp_path):
     assert {Path(u.path).parent.name for u in held} == {"a"}  # validation: first corpus
 
 
-def test_a_missing_extra_synthetic_corpus_says_how_to_make_it(tmp_path):
+def test_a_missing_synthetic_corpus_says_how_to_make_it(tmp_path):
     cfg = train_mod.DataConfig(synth_manifest=str(make_corpus(tmp_path / "a", n=4)),
                                extra_synth_manifests=[str(tmp_path / "none.jsonl")], real=[])
     with pytest.raises(train_mod.ConfigError, match="none.jsonl does not exist.*training.synth"):
+        train_mod.build_corpus(cfg, seed=0)
+    cfg = train_mod.DataConfig(synth_manifest=str(tmp_path / "main.jsonl"), real=[])
+    with pytest.raises(train_mod.ConfigError, match="main.jsonl does not exist.*training.synth"):
         train_mod.build_corpus(cfg, seed=0)
 
 

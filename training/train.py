@@ -176,12 +176,13 @@ def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
     train: list[Utterance] = []
     validation: dict[str, tuple[list[Utterance], list[str]]] = {}
     if cfg.synth_manifest:
+        for manifest in [cfg.synth_manifest, *cfg.extra_synth_manifests]:
+            if not Path(manifest).is_file():
+                raise ConfigError(f"synthetic corpus {manifest} does not exist; render it "
+                                  "with python -m training.synth (the README's training "
+                                  "section gives the command)")
         tr, held = split_synthetic(cfg.synth_manifest, cfg)
         for extra in cfg.extra_synth_manifests:
-            if not Path(extra).is_file():
-                raise ConfigError(f"synthetic corpus {extra} does not exist; render it with "
-                                  "python -m training.synth (the README's training section "
-                                  "gives the command)")
             more, unheard = split_synthetic(extra, cfg)
             tr += more
             log.info("synthetic %s: %d train clips (%d of held-out voices dropped)", extra,
