@@ -31,6 +31,7 @@ from training.datasets import (  # noqa: E402
     read_speech_commands,
     split_by_speaker,
 )
+from training.ema import WeightAverage  # noqa: E402
 from training.model import CTCModel, ModelConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -391,6 +392,43 @@ def test_keep_last_writes_the_last_epoch_not_the_best(tmp_path, monkeypatch):
     assert "optimizer" not in kept  # a model checkpoint, not a resumable run
     with pytest.raises(train_mod.ConfigError, match="keep"):
         train_mod.load_config(None, {"keep": "newest"})
+
+
+def test_weight_average_follows_its_formula_and_lends_its_weights():
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema = WeightAverage(model, decay=0.5)
+    for value in (3.0, 5.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        ema.update(model)
+    # 1 -> 0.5 * 1 + 0.5 * 3 = 2 -> 0.5 * 2 + 0.5 * 5 = 3.5
+    assert torch.allclose(ema.state["weight"], torch.full((1, 2), 3.5))
+    with ema.applied(model):
+        assert torch.allclose(model.weight, torch.full((1, 2), 3.5))
+    assert torch.allclose(model.weight, torch.full((1, 2), 5.0))
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_a_run_with_a_weight_average_ships_and_validates_the_average(tmp_path, monkeypatch):
+    manifest = make_corpus(tmp_path / "corpus")
+    seen = []
+    real_evaluate = train_mod.evaluate
+    monkeypatch.setattr(train_mod, "evaluate", lambda model, sets, cfg: (
+        seen.append({k: v.clone() for k, v in model.state_dict().items()}),
+        real_evaluate(model, sets, cfg))[1])
+    cfg = tiny_config(tmp_path, manifest, max_epochs=2, keep="last", ema_decay=0.9)
+    output = train_mod.train(train_mod.load_config(None, cfg))
+    kept = torch.load(output, weights_only=False)["model_state"]
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    average, own = last["ema_state"], last["model_state"]
+    assert any(not torch.equal(average[k], own[k]) for k in own)  # it is an average
+    assert all(torch.equal(kept[k], average[k]) for k in own)
+    assert all(torch.equal(seen[-1][k], average[k]) for k in own)
+    with pytest.raises(train_mod.ConfigError, match="ema_decay"):
+        train_mod.load_config(None, {"ema_decay": 1.0})
 
 
 def test_precision_setting():

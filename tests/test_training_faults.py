@@ -38,7 +38,8 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     # augmentation seed comes from torch's RNG, which the checkpoint keeps, so a resumed
     # epoch sees the same batches as an uninterrupted one. The time budget is far away,
     # so the learning rate follows steps only.
-    over = {"max_epochs": EPOCHS, "workers": 1, "max_minutes": 10000.0}
+    # The weight average is on, so that resuming must restore it too.
+    over = {"max_epochs": EPOCHS, "workers": 1, "max_minutes": 10000.0, "ema_decay": 0.9}
     runs = {}
     for name in ("killed", "whole"):
         (tmp_path / name).mkdir()
@@ -65,8 +66,9 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     a, b = (load_checkpoint(tmp_path / d / "run" / "last.pt") for d in ("killed", "whole"))
     assert a["train_state"]["epoch"] == b["train_state"]["epoch"] == EPOCHS
     assert a["train_state"]["step"] == b["train_state"]["step"]
-    for key, value in b["model_state"].items():
-        assert torch.allclose(a["model_state"][key], value, atol=1e-6), key
+    for part in ("model_state", "ema_state"):
+        for key, value in b[part].items():
+            assert torch.allclose(a[part][key], value, atol=1e-6), (part, key)
     val = [[h["val"] for h in c["train_state"]["history"]] for c in (a, b)]
     assert json.dumps(val[0], sort_keys=True) == json.dumps(val[1], sort_keys=True)
 

@@ -15,6 +15,7 @@ import random
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from training.datasets import (
     read_speech_commands,
     split_by_speaker,
 )
+from training.ema import WeightAverage
 from training.features import FeatureConfig
 from training.model import CTCModel, ModelConfig
 
@@ -100,6 +102,9 @@ class TrainConfig:
     # sets are small (one real speaker, one real word), so in a short fine-tune the best
     # epoch can be a lucky one; "last" is chosen by nothing.
     keep: str = "best"
+    # Above 0: validate and ship an exponential moving average of the weights, updated
+    # every step with this decay (0.999 averages over about the last 1,000 steps).
+    ema_decay: float = 0.0
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> TrainConfig:
@@ -128,6 +133,9 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Train
         cfg = TrainConfig(**raw, data=DataConfig(**data))
     except TypeError as e:
         raise ConfigError(f"config {path}: {e}") from None
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ConfigError(f"config {path}: ema_decay must be at least 0 and below 1, "
+                          f"not {cfg.ema_decay!r}")
     if cfg.keep not in ("best", "last"):
         raise ConfigError(f"config {path}: keep must be \"best\" or \"last\", not {cfg.keep!r}")
     if cfg.precision not in ("auto", "fp32", "bf16"):
@@ -381,6 +389,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     steps_per_epoch = len(BucketBatchSampler([u.seconds for u in train_utts], cfg.batch_size))
     total_steps = steps_per_epoch * cfg.max_epochs
 
+    ema_state = None
     state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best_score": -float("inf"),
              "bad_epochs": 0, "skipped_nan": 0, "history": []}
     last = run / "last.pt"
@@ -400,6 +409,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         model.load_state_dict(ckpt["model_state"])
         opt.load_state_dict(ckpt["optimizer"])
         state = ckpt["train_state"]
+        ema_state = ckpt.get("ema_state")
         torch.set_rng_state(ckpt["torch_rng"])
         if "py_rng" in ckpt:  # SpecAugment draws from `random`: same masks as unbroken
             random.setstate(ckpt["py_rng"])
@@ -415,6 +425,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         gpus = state.setdefault("gpus", [])
         if gpu not in gpus:
             gpus.append(gpu)
+    ema = WeightAverage(model, cfg.ema_decay, ema_state) if cfg.ema_decay else None
     budget = cfg.max_minutes * 60
     bf16 = use_bf16(cfg.precision, device)
     log.info("training arithmetic: %s", "bf16 autocast" if bf16 else "fp32")
@@ -457,6 +468,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
                 log.warning("non-finite gradient at step %d; update skipped", state["step"])
                 continue
             opt.step()
+            if ema:
+                ema.update(model)
             state["step"] += 1
             ep_loss += loss.item() * lp.shape[0]
             ep_items += lp.shape[0]
@@ -470,7 +483,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
                 break
         state["elapsed"] += time.time() - t0
         state["epoch"] += 1
-        results = evaluate(model, corpus.validation, cfg)
+        with shipped_weights(model, ema):
+            results = evaluate(model, corpus.validation, cfg)
         score = validation_score(results)
         entry = {"epoch": state["epoch"], "step": state["step"],
                  "train_loss": ep_loss / max(ep_items, 1), "val": results, "score": score,
@@ -484,20 +498,24 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         improved = score > state["best_score"]
         if improved:
             state["best_score"], state["bad_epochs"] = score, 0
-            save_checkpoint(run / "best.pt", model, train_state=dict(state),
-                            training_data=describe_data(cfg))
+            with shipped_weights(model, ema):
+                save_checkpoint(run / "best.pt", model, train_state=dict(state),
+                                training_data=describe_data(cfg))
         else:
             state["bad_epochs"] += 1
         save_checkpoint(last, model, optimizer=opt.state_dict(), train_state=state,
                         torch_rng=torch.get_rng_state(), py_rng=random.getstate(),
-                        np_rng=np.random.get_state(), config=asdict(cfg))
+                        np_rng=np.random.get_state(), config=asdict(cfg),
+                        **({"ema_state": ema.state} if ema else {}))
         if state["bad_epochs"] >= cfg.patience:
             log.info("no improvement for %d epochs; stopping early", cfg.patience)
             break
     metrics_log.close()
     output = Path(cfg.output)
     if cfg.keep == "last":
-        save_checkpoint(output, model, train_state=dict(state), training_data=describe_data(cfg))
+        with shipped_weights(model, ema):
+            save_checkpoint(output, model, train_state=dict(state),
+                            training_data=describe_data(cfg))
         log.info("last model (epoch %d, score %.4f) written to %s", state["epoch"],
                  state["history"][-1]["score"] if state["history"] else float("nan"), output)
         return output
@@ -506,6 +524,11 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     os.replace(output.with_name(output.name + ".tmp"), output)
     log.info("best model (score %.4f) written to %s", state["best_score"], output)
     return output
+
+
+def shipped_weights(model: CTCModel, ema: WeightAverage | None):
+    """The weights validation sees and checkpoints ship: the average, when the run keeps one."""
+    return ema.applied(model) if ema else nullcontext(model)
 
 
 def describe_data(cfg: TrainConfig) -> str:
