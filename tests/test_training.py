@@ -20,6 +20,7 @@ from training import train as train_mod  # noqa: E402
 from training.augment import (  # noqa: E402
     AugmentConfig,
     Augmenter,
+    mask_mel_bands,
     overdrive,
     spec_augment,
     trim_silence,
@@ -263,6 +264,64 @@ def test_trim_silence_and_spec_augment():
     changed = masked != feats
     assert changed.any()
     assert (masked[changed] == 0).all()  # masks only zero, never alter other values
+
+
+def test_mel_band_masks_hide_whole_bands_with_their_own_mean():
+    log_mel = torch.randn(3, 40, 20)
+    lengths = torch.tensor([40, 25, 10])
+    masked = mask_mel_bands(log_mel, lengths, masks=2, max_width=6)
+    assert masked.shape == log_mel.shape
+    changed_any = False
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.equal(masked[b, n:], log_mel[b, n:])  # padding untouched
+        bands = (masked[b, :n] != log_mel[b, :n]).any(dim=0).nonzero().flatten().tolist()
+        assert len(bands) <= 12
+        for k in bands:
+            changed_any = True
+            # a masked band holds one value over the clip's frames: its own mean there
+            assert torch.allclose(masked[b, :n, k], log_mel[b, :n, k].mean().expand(n),
+                                  atol=1e-5)
+    assert changed_any
+    assert torch.equal(mask_mel_bands(log_mel, lengths, masks=0), log_mel)
+
+
+def test_mel_augment_acts_on_the_bands_before_the_dct():
+    torch.manual_seed(0)
+    model = CTCModel(ModelConfig(proj_dim=8, hidden=8, layers=1)).eval()
+    audio = torch.randn(2, 8000) * 0.1
+    lengths = torch.tensor([8000, 5000])
+    plain, n = model.features(audio, lengths)
+    same, m = model.features(audio, lengths, lambda log_mel, frames: log_mel)
+    assert torch.equal(n, m)
+    assert torch.allclose(plain, same, atol=1e-5)
+    seen = []
+
+    def flatten_low_bands(log_mel, frames):
+        seen.append(frames.clone())
+        out = log_mel.clone()
+        out[..., :10] = 0.0
+        return out
+
+    changed, _ = model.features(audio, lengths, flatten_low_bands)
+    assert torch.equal(seen[0], n)
+    assert not torch.allclose(changed, plain, atol=1e-3)
+
+
+def test_a_run_with_mel_band_masks_trains_and_bad_settings_are_refused(tmp_path,
+                                                                         monkeypatch):
+    manifest = make_corpus(tmp_path / "corpus")
+    calls = []
+    real_mask = train_mod.mask_mel_bands
+    monkeypatch.setattr(train_mod, "mask_mel_bands", lambda *a: (calls.append(a[2:]),
+                                                                 real_mask(*a))[1])
+    cfg = tiny_config(tmp_path, manifest, max_epochs=1, mel_masks=3, mel_mask_width=5)
+    output = train_mod.train(train_mod.load_config(None, cfg))
+    assert output.exists()
+    assert calls and set(calls) == {(3, 5)}
+    with pytest.raises(train_mod.ConfigError, match="mel_masks"):
+        train_mod.load_config(None, {"mel_masks": -1})
+    with pytest.raises(train_mod.ConfigError, match="mel_mask_width"):
+        train_mod.load_config(None, {"mel_mask_width": 0})
 
 
 def test_bucket_sampler_covers_everything_once():

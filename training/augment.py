@@ -286,3 +286,27 @@ def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, time_masks: int = 2
                 start = random.randint(0, dims - width)
                 feats[b, :, start:start + width] = 0
     return feats
+
+
+def mask_mel_bands(log_mel: torch.Tensor, lengths: torch.Tensor, masks: int = 2,
+                   max_width: int = 8) -> torch.Tensor:
+    """SpecAugment's frequency masks on log-mel [batch, frames, bands]: up to `masks`
+    runs of at most `max_width` adjacent bands per clip, each set to its own mean over
+    the clip's frames (what per-utterance normalization turns into zero).
+
+    Masking mel bands hides a frequency region, as narrow-band noise or a poor
+    microphone does; masking cepstral coefficients (spec_augment's `freq_masks`) only
+    blurs the spectrum's shape.
+    """
+    out = log_mel.clone()
+    batch, frames, bands = out.shape
+    for b in range(batch):
+        n = max(1, min(int(lengths[b]), frames))
+        for _ in range(masks):
+            width = random.randint(0, min(max_width, bands))
+            if width:
+                start = random.randint(0, bands - width)
+                band = out[b, :n, start:start + width]
+                band[:] = band.mean(dim=0, keepdim=True)
+    return out
+

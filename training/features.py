@@ -104,10 +104,13 @@ class MFCC(nn.Module):
         imag = (head[..., 1:half] - tail) @ self.sin_basis
         return real.square() + imag.square()
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] -> log-mel power in dB [batch, frames, n_mels]."""
         mel = self.power_spectrogram(audio) @ self.mel_fbank
-        log_mel = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
-        return log_mel @ self.dct
+        return 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.log_mel(audio) @ self.dct
 
 
 def masked_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5):

@@ -6,6 +6,7 @@ per-frame log-probabilities and their lengths out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -117,12 +118,20 @@ class CTCModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(2 * config.hidden, len(config.tokens))
 
-    def features(self, audio: torch.Tensor, audio_lengths: torch.Tensor):
-        """Normalized MFCC [batch, frames, n_mfcc] and frame lengths."""
+    def features(self, audio: torch.Tensor, audio_lengths: torch.Tensor,
+                 mel_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+        """Normalized MFCC [batch, frames, n_mfcc] and frame lengths.
+
+        `mel_augment(log_mel, lengths)`, in training only, changes the log-mel bands
+        before the DCT (SpecAugment's frequency masks).
+        """
         steps = torch.arange(audio.shape[1], device=audio.device)
         audio = audio * (steps[None, :] < audio_lengths[:, None]).to(audio.dtype)
-        feats = self.mfcc(audio)
         lengths = frame_count(audio_lengths, self.config.features.hop_length)
+        if mel_augment is None:
+            feats = self.mfcc(audio)
+        else:
+            feats = mel_augment(self.mfcc.log_mel(audio), lengths) @ self.mfcc.dct
         return masked_normalize(feats, lengths), lengths
 
     def encode(self, feats: torch.Tensor, lengths: torch.Tensor):

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from speechrnn.decoding import edit_distance, greedy_text
 from speechrnn.text import BLANK_INDEX, TOKENS, encode, normalize_text
-from training.augment import AugmentConfig, Augmenter, spec_augment
+from training.augment import AugmentConfig, Augmenter, mask_mel_bands, spec_augment
 from training.checkpoint import CheckpointError, history_from, load_checkpoint, save_checkpoint
 from training.datasets import (
     BucketBatchSampler,
@@ -90,6 +90,11 @@ class TrainConfig:
     workers: int = 1
     device: str = "auto"  # "cpu", "cuda" (or "cuda:N"), or "auto": a GPU when torch sees one
     spec_augment: bool = True
+    # Above 0: SpecAugment's frequency masks go on the log-mel bands (this many a clip,
+    # each up to `mel_mask_width` of the 40 bands wide) instead of on the cepstral
+    # coefficients.
+    mel_masks: int = 0
+    mel_mask_width: int = 8
     # Arithmetic of the network's training steps on the CPU: "fp32", "bf16" (autocast;
     # the front end, the loss and the weights stay fp32) or "auto": bf16 where the CPU
     # has native bf16 instructions (AVX512-BF16, AMX), as oneDNN reports.
@@ -135,6 +140,9 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Train
         cfg = TrainConfig(**raw, data=DataConfig(**data))
     except TypeError as e:
         raise ConfigError(f"config {path}: {e}") from None
+    if cfg.mel_masks < 0 or cfg.mel_mask_width < 1:
+        raise ConfigError(f"config {path}: mel_masks must be at least 0 and mel_mask_width "
+                          f"at least 1, not {cfg.mel_masks!r} and {cfg.mel_mask_width!r}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError(f"config {path}: ema_decay must be at least 0 and below 1, "
                           f"not {cfg.ema_decay!r}")
@@ -428,6 +436,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         if gpu not in gpus:
             gpus.append(gpu)
     ema = WeightAverage(model, cfg.ema_decay, ema_state) if cfg.ema_decay else None
+    mel_augment = None
+    if cfg.mel_masks and cfg.spec_augment:
+        def mel_augment(log_mel, lengths):
+            return mask_mel_bands(log_mel, lengths.cpu(), cfg.mel_masks, cfg.mel_mask_width)
     budget = cfg.max_minutes * 60
     bf16 = use_bf16(cfg.precision, device)
     log.info("training arithmetic: %s", "bf16 autocast" if bf16 else "fp32")
@@ -448,9 +460,11 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             used = (state["elapsed"] + time.time() - t0) / budget
             for g in opt.param_groups:
                 g["lr"] = lr_at(state["step"], max(state["step"] / total_steps, used), cfg)
-            feats, lengths = model.features(batch["audio"], batch["audio_lengths"])
+            feats, lengths = model.features(batch["audio"], batch["audio_lengths"],
+                                            mel_augment)
             if cfg.spec_augment:
-                feats = spec_augment(feats, lengths.cpu())
+                feats = spec_augment(feats, lengths.cpu(),
+                                     freq_masks=0 if cfg.mel_masks else 2)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 lp, fl = model.encode(feats, lengths)
             lp = lp.float()
