@@ -292,7 +292,8 @@ def mask_mel_bands(log_mel: torch.Tensor, lengths: torch.Tensor, masks: int = 2,
                    max_width: int = 8) -> torch.Tensor:
     """SpecAugment's frequency masks on log-mel [batch, frames, bands]: up to `masks`
     runs of at most `max_width` adjacent bands per clip, each set to its own mean over
-    the clip's frames (what per-utterance normalization turns into zero).
+    the clip's frames (a band constant over the clip adds only a constant to each
+    cepstral coefficient, which per-utterance normalization removes).
 
     Masking mel bands hides a frequency region, as narrow-band noise or a poor
     microphone does; masking cepstral coefficients (spec_augment's `freq_masks`) only
@@ -309,4 +310,3 @@ def mask_mel_bands(log_mel: torch.Tensor, lengths: torch.Tensor, masks: int = 2,
                 band = out[b, :n, start:start + width]
                 band[:] = band.mean(dim=0, keepdim=True)
     return out
-
