@@ -128,11 +128,10 @@ class CTCModel(nn.Module):
         steps = torch.arange(audio.shape[1], device=audio.device)
         audio = audio * (steps[None, :] < audio_lengths[:, None]).to(audio.dtype)
         lengths = frame_count(audio_lengths, self.config.features.hop_length)
-        if mel_augment is None:
-            feats = self.mfcc(audio)
-        else:
-            feats = mel_augment(self.mfcc.log_mel(audio), lengths) @ self.mfcc.dct
-        return masked_normalize(feats, lengths), lengths
+        log_mel = self.mfcc.log_mel(audio)
+        if mel_augment is not None:
+            log_mel = mel_augment(log_mel, lengths)
+        return masked_normalize(log_mel @ self.mfcc.dct, lengths), lengths
 
     def encode(self, feats: torch.Tensor, lengths: torch.Tensor):
         """Features -> (log_probs [batch, frames, tokens], frame_lengths)."""
