@@ -162,12 +162,39 @@ def test_command_scorer_picks_the_spoken_command_with_high_confidence():
 
 
 def test_a_phrase_heard_without_a_space_is_still_the_command():
-    scorer = CommandScorer(["go", "go back", "turn on the light"], TOKENS)
+    # No blank penalty, so that the log-likelihood is a probability.
+    scorer = CommandScorer(["go", "go back", "turn on the light"], TOKENS, blank_penalty=0)
     for heard, command in [("goback", "go back"), ("turnon thelight", "turn on the light")]:
         match = scorer.score(one_hot_path(heard, TOKENS, sure=0.999))
         assert match.command == command
         assert match.confidence > 0.9
         assert math.exp(match.log_likelihood) > 0.9  # the spelling counts as the command
+
+
+def test_the_blank_penalty_lets_a_weakly_heard_letter_count():
+    # "on" clearly, then a frame that is more likely blank than "e" (0.6 against 0.35):
+    # as a model in noise hears the end of "one".
+    index = {t: i for i, t in enumerate(TOKENS)}
+    frames = np.exp(one_hot_path("on", TOKENS))
+    weak = np.full(len(TOKENS), 0.05 / (len(TOKENS) - 2))
+    weak[0], weak[index["e"]] = 0.6, 0.35
+    log_probs = np.log(np.vstack([frames[:-3], weak, frames[-3:]]))
+    raw = CommandScorer(["on", "one"], TOKENS, blank_penalty=0)
+    penalized = CommandScorer(["on", "one"], TOKENS, blank_penalty=1.0)
+    assert raw.score(log_probs).command == "on"
+    assert penalized.score(log_probs).command == "one"
+    assert list(penalized.command_log_likelihoods(log_probs)) == pytest.approx(
+        list(raw.command_log_likelihoods(penalized.penalized(log_probs))))
+    # A clearly spoken command is not changed by it.
+    clear = one_hot_path("on", TOKENS)
+    assert penalized.score(clear).command == raw.score(clear).command == "on"
+    assert penalized.score(clear).confidence > 0.9
+
+
+@pytest.mark.parametrize("penalty", [-0.5, math.inf, math.nan])
+def test_a_blank_penalty_below_zero_or_not_finite_is_refused(penalty):
+    with pytest.raises(ValueError, match="blank_penalty"):
+        CommandScorer(["on"], TOKENS, blank_penalty=penalty)
 
 
 def test_command_scorer_rejects_other_words_and_silence():
