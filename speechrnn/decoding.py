@@ -28,7 +28,7 @@ DEFAULT_PRUNE = 0.01
 # 1.0 against 0 gave synthetic voices +0.3-0.8 points clean, +0.9-1.5 at 10 dB and
 # +1.3-2.0 at 0 dB, the unseen real speaker +0-1.1 (at 8 kHz +0.8-1.8) and the unseen
 # word "jarvis" -0.3-0.6; 1.5 began to cost at 8 kHz. False accepts against false
-# rejects did not move. See README, "Decoding".
+# rejects did not move. See README, "How it decides".
 DEFAULT_BLANK_PENALTY = 1.0
 TINY = np.finfo(np.float64).smallest_subnormal
 
