@@ -161,9 +161,11 @@ def main(argv=None) -> int:
                 def add(a, snr=snr):
                     return noisy(a, noises[nrng.integers(len(noises))], snr, nrng)
                 rows.append((f"synthetic, held-out voices, {snr} dB SNR",
-                             evaluate(sessions, clips, SC_WORDS, add, f"{snr} dB", bp)))
+                             evaluate(sessions, clips, SC_WORDS, add, desc=f"{snr} dB",
+                                      blank_penalty=bp)))
         rows.append(("synthetic, held-out voices, 8 kHz band-limited",
-                     evaluate(sessions, clips, SC_WORDS, band_limited_8k, "8 kHz", bp)))
+                     evaluate(sessions, clips, SC_WORDS, band_limited_8k, desc="8 kHz",
+                              blank_penalty=bp)))
     for spec in real_held_out_specs():
         manifest = Path(args.real_manifest) if args.real_manifest else spec.manifest
         if not manifest.is_file():
@@ -183,9 +185,10 @@ def main(argv=None) -> int:
                             if u.text and u.source == source})
             clips = load_clips(sample_utterances(group, n, rng))
             rows.append((name + " against " + ", ".join(vocab[:10]),
-                         evaluate(sessions, clips, vocab, None, name[:20], bp)))
+                         evaluate(sessions, clips, vocab, desc=name[:20], blank_penalty=bp)))
             rows.append((name + ", 8 kHz band-limited",
-                         evaluate(sessions, clips, vocab, band_limited_8k, "8k", bp)))
+                         evaluate(sessions, clips, vocab, band_limited_8k, desc="8k",
+                                  blank_penalty=bp)))
     write_report(args, sessions, rows, time.time() - t_start)
     return 0
 
