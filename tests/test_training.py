@@ -324,6 +324,40 @@ def test_a_run_with_mel_band_masks_trains_and_bad_settings_are_refused(tmp_path,
         train_mod.load_config(None, {"mel_mask_width": 0})
 
 
+def test_validation_counts_a_command_as_the_runtime_scores_it(tmp_path):
+    # Every clip's frames spell "on" clearly, then hear "e" weakly (0.35 against a blank's
+    # 0.6), as a model in noise hears "one". Plain CTC ranks "on" first; the runtime, with
+    # its blank penalty, "one"; validation must count what the runtime would answer.
+    from speechrnn.decoding import CommandScorer
+    from speechrnn.text import BLANK_INDEX, TOKENS
+
+    index = {t: i for i, t in enumerate(TOKENS)}
+    path = [BLANK_INDEX, index["o"], BLANK_INDEX, index["n"], BLANK_INDEX, BLANK_INDEX]
+    probs = np.full((len(path), len(TOKENS)), 0.03 / (len(TOKENS) - 1))
+    probs[np.arange(len(path)), path] = 0.97
+    probs[4] = 0.05 / (len(TOKENS) - 2)
+    probs[4, BLANK_INDEX], probs[4, index["e"]] = 0.6, 0.35
+    frames = torch.log(torch.tensor(probs, dtype=torch.float32))
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, audio, lengths):
+            n = audio.shape[0]
+            return frames.expand(n, -1, -1), torch.full((n,), len(path))
+
+    sf.write(tmp_path / "one.wav", tone(0.3, 440.0), 16000)
+    clips = [train_mod.Utterance(str(tmp_path / "one.wav"), "one", "v", "synth", 0.3)] * 3
+    cfg = train_mod.TrainConfig(batch_size=2)
+    commands = ["on", "one"]
+    raw = CommandScorer(commands, TOKENS, BLANK_INDEX, blank_penalty=0)
+    assert commands[int(np.argmax(raw.command_log_likelihoods(frames.numpy())))] == "on"
+    result = train_mod.evaluate(Fixed(), {"set": (clips, commands)}, cfg)["set"]
+    assert result["command_acc"] == 1.0 and result["clips"] == 3
+
+
 def test_bucket_sampler_covers_everything_once():
     sampler = BucketBatchSampler([float(i % 7) for i in range(103)], batch_size=8, seed=1)
     batches = list(sampler)
