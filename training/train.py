@@ -101,7 +101,7 @@ class TrainConfig:
     precision: str = "auto"
     # Frame every clip of a batch with the same total silence (less LSTM padding). On in
     # the shipped recipe's stage 2 (finetune_silence.json: 23 epochs in its 45 minutes
-    # against 17, and a better model, see the README); a one-stage run with it and wide
+    # against 17, and a small gain, see the README); a one-stage run with it and wide
     # silence from the start learned slower per minute.
     batch_framing: bool = False
     init_checkpoint: str | None = None  # start from these weights (fine-tuning)
