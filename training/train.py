@@ -303,11 +303,6 @@ def to_device(batch: dict, device: torch.device) -> dict:
             for k, v in batch.items()}
 
 
-def greedy_texts(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-    lp = log_probs.detach().cpu().numpy()
-    return [greedy_text(lp[b, : lengths[b]], TOKENS, BLANK_INDEX) for b in range(len(lp))]
-
-
 @torch.no_grad()
 def evaluate(model: CTCModel, sets: dict, cfg: TrainConfig) -> dict:
     """Per validation set: loss, character error rate, command accuracy."""
@@ -329,17 +324,15 @@ def evaluate(model: CTCModel, sets: dict, cfg: TrainConfig) -> dict:
                 blank=BLANK_INDEX, reduction="sum", zero_infinity=True)
             loss_sum += float(loss)
             n_items += lp.shape[0]
-            texts = [utts[int(i)].text for i in batch["index"]]
-            for hyp, ref in zip(greedy_texts(lp, fl), texts):
-                edits += edit_distance(hyp, ref)
+            frames = lp.float().cpu().numpy()
+            for j, i in enumerate(batch["index"]):
+                ref, clip = utts[int(i)].text, frames[j, : int(fl[j])]
+                edits += edit_distance(greedy_text(clip, TOKENS, BLANK_INDEX), ref)
                 chars += max(len(ref), 1)
-            if scorer:
-                frames = lp.float().cpu().numpy()
-                for j, ref in enumerate(texts):
-                    if ref in commands:
-                        scores = scorer.command_log_likelihoods(frames[j, : int(fl[j])])
-                        scored += 1
-                        correct += commands[int(np.argmax(scores))] == ref
+                if scorer is not None and ref in commands:
+                    scored += 1
+                    best = int(np.argmax(scorer.command_log_likelihoods(clip)))
+                    correct += commands[best] == ref
         results[name] = {"loss": loss_sum / max(n_items, 1), "cer": edits / max(chars, 1),
                          "command_acc": correct / scored if scored else None,
                          "clips": n_items}
