@@ -29,7 +29,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import DEFAULT_MANIFEST  # noqa: E402
+from benchmarks.common import DEFAULT_MANIFEST, cpu_name  # noqa: E402
 
 SAMPLE_RATE = 16000
 DEFAULT_CHECKPOINT = ROOT / "training" / "checkpoints" / "default.pt"
@@ -164,16 +164,6 @@ def measure_memory(engine: str, model_path: Path, clips: list[np.ndarray], tmp: 
     if done.returncode != 0:
         raise RuntimeError(f"memory probe for {engine} failed: {done.stderr[-500:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def greedy(ids: np.ndarray) -> tuple[int, ...]:

@@ -55,16 +55,35 @@ def held_out_real() -> tuple[list[str], list[str]]:
             sorted({w for spec in specs for w in spec.words}))
 
 
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name with its family, model and widest vector instructions.
+
+    Virtual machines often report only a brand ("AMD EPYC"): two machines of that name
+    ran the network 3.3x apart, so the name alone does not say which CPU a speed figure
+    came from.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    details = []
+    if "cpu family" in fields and "model" in fields:
+        details.append(f"family {fields['cpu family']} model {fields['model']}")
+    flags = set(fields.get("flags", "").split())
+    if flags:
+        details.append("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags
+                       else "no AVX2")
+    return f"{name} ({', '.join(details)})" if details else name
+
+
 def machine() -> str:
-    """CPU model, cores, Python, OS and the load at start, for a results header."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """CPU, cores, Python, OS and the load at start, for a results header."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    return (f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{platform.system()} {platform.release()}; load average {load:.1f} at start")

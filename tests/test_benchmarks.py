@@ -13,6 +13,7 @@ import soundfile as sf
 from benchmarks import conditions as cond
 from benchmarks import summary, testsets
 from benchmarks.bench_false_alarms import Hour, command_free_audio, matched_threshold
+from benchmarks.common import cpu_name
 from benchmarks.peer import grammar
 from benchmarks.scoring import (
     REJECTED,
@@ -467,3 +468,16 @@ def test_phrase_set_scores_device_commands_against_their_own_list(monkeypatch):
         "yes", "turn on the radio", "banana", "apple pie"}
     sample = testsets.phrase_set(4, other_share=0.25).clips
     assert [c.kind for c in sample] == ["command"] * 3 + ["other word"]
+
+
+# -- results headers ----------------------------------------------------------------
+
+
+def test_cpu_name_tells_apart_machines_that_share_a_brand_name():
+    info = ("processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: {f}\nmodel\t\t: {m}\n"
+            "flags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert cpu_name(info.format(f=23, m=49, flags="avx avx2")) == (
+        "AMD EPYC (family 23 model 49, AVX2)")
+    assert cpu_name(info.format(f=25, m=17, flags="avx2 avx512f")) == (
+        "AMD EPYC (family 25 model 17, AVX-512)")
+    assert cpu_name("model name\t: Some CPU\n") == "Some CPU"
