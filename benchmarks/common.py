@@ -59,8 +59,8 @@ def cpu_name(cpuinfo: str | None = None) -> str:
     """The CPU's model name with its family, model and widest vector instructions.
 
     Virtual machines often report only a brand ("AMD EPYC"): two machines of that name
-    ran the network 3.3x apart, so the name alone does not say which CPU a speed figure
-    came from.
+    ran the network more than 3x apart, so the name alone does not say which CPU a
+    speed figure came from.
     """
     if cpuinfo is None:
         try:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from speechrnn.audio import declip
+
 MODEL_FORMAT = "1"
 REQUIRED_KEYS = ("speechrnn.format", "tokens", "blank_index", "sample_rate", "frame_rate",
                  "hop_samples")
@@ -136,13 +138,14 @@ class ModelSession:
         return self.log_probs_batch([audio])[0]
 
     def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
-        """Several waveforms in one run, zero-padded to the longest; one matrix each."""
+        """Several waveforms in one run, zero-padded to the longest; one matrix each.
+        Clipped peaks are rebuilt first (`speechrnn.audio.declip`)."""
         if not audios:
             return []
         sizes = [max(len(a), self.min_samples) for a in audios]
         batch = np.zeros((len(audios), max(sizes)), dtype=np.float32)
         for row, a in zip(batch, audios, strict=True):
-            row[: len(a)] = a
+            row[: len(a)] = declip(a)
         # Very short audio counts as padded to the minimum, so the model sees real frames.
         lengths = np.array(sizes, dtype=np.int64)
         log_probs, frames = self._run(batch, lengths)

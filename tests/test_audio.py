@@ -11,6 +11,7 @@ import soundfile as sf
 from speechrnn.audio import (
     AudioError,
     audio_info,
+    declip,
     iter_blocks,
     read_audio,
     to_16k_mono,
@@ -170,3 +171,57 @@ def test_nan_late_in_a_long_file_is_found_by_the_block_reader(tmp_path):
     sf.write(path, samples, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="NaN"):
         list(iter_blocks(path, block_seconds=1.0))
+
+
+# -- clipped recordings ---------------------------------------------------------------
+
+
+def voiced(seconds: float = 0.5, amp: float = 0.9) -> np.ndarray:
+    """A vowel-like sound: harmonics of 150 Hz under a smooth envelope."""
+    t = np.arange(int(16000 * seconds)) / 16000
+    x = sum(np.sin(2 * np.pi * 150 * k * t + k) / k for k in range(1, 6))
+    x = x * np.hanning(len(t))
+    return (amp * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("audio", [voiced(), tone(50, 16000, amp=0.9), tone(1000, 16000),
+                                   np.zeros(16000, np.float32), np.zeros(3, np.float32)])
+def test_declip_leaves_audio_that_does_not_clip_alone(audio):
+    assert declip(audio) is audio
+
+
+def test_declip_rebuilds_clipped_peaks_close_to_the_original():
+    clean = voiced()
+    clipped = np.clip(clean, -0.7, 0.7)  # about 4 % of the samples, as a hot microphone
+    rebuilt = declip(clipped)
+    assert rebuilt.dtype == np.float32 and rebuilt.shape == clean.shape
+    assert np.abs(rebuilt).max() == pytest.approx(0.7, abs=1e-6)  # the level is kept
+
+    def at_level(x):  # x scaled to fit the original best
+        return x * (np.dot(x, clean) / np.dot(x, x))
+
+    error, before = at_level(rebuilt) - clean, at_level(clipped) - clean
+    assert np.abs(error).max() < 0.3 * np.abs(before).max()
+    assert np.mean(error ** 2) < 0.05 * np.mean(before ** 2)
+    assert declip(rebuilt) is rebuilt  # nothing left to rebuild
+
+
+def test_declip_rebuilds_only_the_polarity_that_clips():
+    clipped = np.minimum(voiced(), 0.4)  # only the positive peaks clip
+    rebuilt = declip(clipped)
+    negative = clipped < 0
+    ratio = rebuilt[negative] / clipped[negative]
+    assert np.allclose(ratio, ratio[0], rtol=1e-5)  # one common scale, the shape unchanged
+    plateau = clipped == 0.4
+    assert (rebuilt[plateau] / ratio[0] > 0.4 + 1e-3).any()  # the positive peaks rise
+
+
+def test_declip_keeps_runs_at_the_edges_and_refuses_nothing():
+    clipped = np.clip(voiced(), -0.3, 0.3)
+    edge = np.r_[np.full(5, 0.3, np.float32), clipped[100:]]  # starts inside a clipped run
+    rebuilt = declip(edge)
+    assert np.array_equal(rebuilt[:5] / rebuilt[:5].max(), np.ones(5, np.float32))
+    noisy = clipped.copy()
+    noisy[10] = np.nan
+    assert declip(noisy) is noisy  # not finite: left for the caller to refuse
+

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from speechrnn.audio import declip
 from speechrnn.session import MIN_FRAMES, ModelError, ModelSession, bundled_model_path
 from speechrnn.text import TOKENS
 
@@ -141,3 +142,17 @@ def test_runtime_never_imports_torch():
             "from speechrnn import Recognizer; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_clipped_audio_is_rebuilt_before_the_network(session):
+    t = np.arange(8000) / 16000
+    clipped = np.clip(np.sin(2 * np.pi * 190 * t) * np.hanning(8000), -0.6, 0.6).astype(
+        np.float32)
+    rebuilt = declip(clipped)
+    assert rebuilt is not clipped
+    frames, n = session._run(clipped[None], np.array([len(clipped)]))  # the bare network
+    as_clipped = frames[0, : int(n[0])]
+    np.testing.assert_allclose(session.log_probs(clipped), session.log_probs(rebuilt),
+                               atol=1e-5)
+    assert np.abs(session.log_probs(clipped) - as_clipped).max() > 1e-3
+
