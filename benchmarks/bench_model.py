@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_cost import model_size, on_cores, training_time  # noqa: E402
 from benchmarks.common import machine, real_held_out_specs  # noqa: E402
 from benchmarks.testsets import held_out_synthetic  # noqa: E402
-from speechrnn.audio import resample  # noqa: E402
+from speechrnn.audio import resample, to_16k_mono  # noqa: E402
 from speechrnn.decoding import DEFAULT_BLANK_PENALTY, CommandScorer, greedy_text  # noqa: E402
 from speechrnn.session import ModelSession, bundled_model_path  # noqa: E402
 from speechrnn.text import normalize_text  # noqa: E402
@@ -49,6 +49,16 @@ def noisy(audio: np.ndarray, noise: np.ndarray, snr_db: float, rng) -> np.ndarra
 def band_limited_8k(audio: np.ndarray) -> np.ndarray:
     """What the runtime sees from an 8 kHz file: down to 8 kHz, then its own resampler."""
     return resample(resample(audio, 16000, 8000), 8000, 16000)
+
+
+def clipped_48k(audio: np.ndarray, rebuild: bool = True) -> np.ndarray:
+    """What the runtime makes of a 48 kHz recording by a microphone driven into clipping
+    (its loudest 1.5 % of samples flattened at full scale); rebuild=False resamples it
+    as is, as the runtime did before it rebuilt clipped peaks at the recorded rate."""
+    hi = resample(audio, 16000, 48000)
+    level = float(np.quantile(np.abs(hi), 0.985)) or 1.0
+    hot = np.clip(hi / level, -1.0, 1.0).astype(np.float32)
+    return to_16k_mono(hot, 48000) if rebuild else resample(hot, 48000)
 
 
 def outcomes(sessions: list[ModelSession], clips, commands: list[str], transform=None,
@@ -166,6 +176,14 @@ def main(argv=None) -> int:
         rows.append(("synthetic, held-out voices, 8 kHz band-limited",
                      evaluate(sessions, clips, SC_WORDS, band_limited_8k, desc="8 kHz",
                               blank_penalty=bp)))
+        rows.append(("synthetic, held-out voices, clipped at 48 kHz (loudest 1.5 %)",
+                     evaluate(sessions, clips, SC_WORDS, clipped_48k, desc="clipped",
+                              blank_penalty=bp)))
+        rows.append(("synthetic, held-out voices, clipped at 48 kHz, resampled without "
+                     "rebuilding the peaks",
+                     evaluate(sessions, clips, SC_WORDS,
+                              lambda a: clipped_48k(a, rebuild=False), desc="clipped as is",
+                              blank_penalty=bp)))
     for spec in real_held_out_specs():
         manifest = Path(args.real_manifest) if args.real_manifest else spec.manifest
         if not manifest.is_file():
@@ -221,7 +239,10 @@ def write_report(args, sessions: list[ModelSession], rows, seconds: float) -> No
         f"a blank penalty of {args.blank_penalty:g}, as the runtime scores; no "
         "rejection). Exact spelling: greedy decoding spells the word exactly. Noise is "
         "mixed at the stated SNR measured over the speech; noise clips come from "
-        f"`{args.noise_dir}`. 8 kHz: resampled to 8 kHz and back by the runtime's resampler.",
+        f"`{args.noise_dir}`. 8 kHz: resampled to 8 kHz and back by the runtime's resampler. "
+        "Clipped at 48 kHz: resampled to 48 kHz, scaled so that its loudest 1.5 % of samples "
+        "pass full scale, clipped there, and read as a 48 kHz recording (clipped peaks "
+        "rebuilt, then resampled to 16 kHz); the row after it resamples without rebuilding.",
         "",
     ]
     other = Path(sessions[1].info.path).name if len(sessions) > 1 else None

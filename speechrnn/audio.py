@@ -114,12 +114,21 @@ def resample(samples: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RA
         np.float32, copy=False)
 
 
+def recorded_to_16k(mono: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono float32 at the rate it was recorded at -> 16 kHz. Resampling would smooth the
+    flat tops of clipped peaks past recognition, so they are rebuilt first (`declip`);
+    audio recorded at 16 kHz keeps them for the model session to rebuild."""
+    if sample_rate == SAMPLE_RATE:
+        return mono
+    return resample(declip(mono), sample_rate)
+
+
 def to_16k_mono(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """An array of audio at MIN_SAMPLE_RATE to MAX_SAMPLE_RATE -> 16 kHz mono float32."""
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise ValueError(f"sample rate must be {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, "
                          f"not {sample_rate}")
-    return resample(to_mono_float(samples), int(sample_rate))
+    return recorded_to_16k(to_mono_float(samples), int(sample_rate))
 
 
 # A recording clipped by its input holds runs of samples at one level, the loudest it
@@ -136,10 +145,11 @@ MIN_PLATEAU_SAMPLES = 3
 def declip(samples: np.ndarray) -> np.ndarray:
     """Mono float32 audio with clipped peaks rebuilt: each run of clipped samples becomes
     the cubic through the two samples on either side of it, never below the clip level.
-    Audio that does not clip comes back unchanged (the same array); the result keeps the
-    input's peak level."""
+    Audio that does not clip, or peaks above 1, comes back unchanged (the same array);
+    the result keeps the input's peak level."""
     x = np.asarray(samples, dtype=np.float32)
-    if x.size < 8 or not np.isfinite(x).all():
+    # Input clips at its full scale, 1; louder float audio is not a clipped recording.
+    if x.size < 8 or not np.isfinite(x).all() or np.abs(x).max() > 1.0:
         return x
     runs = [r for sign in (1.0, -1.0) for r in _clipped_runs(sign * x, sign)]
     if not runs:
@@ -218,7 +228,7 @@ def read_audio(path: str | Path) -> np.ndarray:
                 break
     if not pieces:
         raise AudioError(f"{path} holds no audio samples (zero length)")
-    return resample(np.concatenate(pieces), rate)
+    return recorded_to_16k(np.concatenate(pieces), rate)
 
 
 def iter_blocks(path: str | Path, block_seconds: float = 10.0) -> Iterator[np.ndarray]:
@@ -245,7 +255,7 @@ def iter_blocks(path: str | Path, block_seconds: float = 10.0) -> Iterator[np.nd
             _check_finite(data, path)
             mono = to_mono_float(data)
             if stream is not None:
-                mono = stream.resample_chunk(mono, last=last)
+                mono = stream.resample_chunk(declip(mono), last=last)
             if len(mono):
                 yield mono
             if last:

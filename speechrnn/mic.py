@@ -195,6 +195,8 @@ class Microphone:
     def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
         if self._stream is None:
             raise RuntimeError("use the Microphone in a `with` block")
+        from speechrnn.audio import declip
+
         last = time.monotonic()
         patience = max(self.stall_seconds, FIRST_BLOCK_SECONDS)
         while True:
@@ -210,8 +212,8 @@ class Microphone:
             self.frames += len(data)
             mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
             mono = np.ascontiguousarray(mono, dtype=np.float32)
-            if self._resampler is not None:
-                mono = self._resampler.resample_chunk(mono)
+            if self._resampler is not None:  # clipped peaks rebuilt before they blur
+                mono = self._resampler.resample_chunk(declip(mono))
             if len(mono):
                 yield mono, arrival
 

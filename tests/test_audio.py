@@ -14,6 +14,7 @@ from speechrnn.audio import (
     declip,
     iter_blocks,
     read_audio,
+    resample,
     to_16k_mono,
     to_mono_float,
 )
@@ -176,9 +177,9 @@ def test_nan_late_in_a_long_file_is_found_by_the_block_reader(tmp_path):
 # -- clipped recordings ---------------------------------------------------------------
 
 
-def voiced(seconds: float = 0.5, amp: float = 0.9) -> np.ndarray:
+def voiced(seconds: float = 0.5, amp: float = 0.9, rate: int = 16000) -> np.ndarray:
     """A vowel-like sound: harmonics of 150 Hz under a smooth envelope."""
-    t = np.arange(int(16000 * seconds)) / 16000
+    t = np.arange(int(rate * seconds)) / rate
     x = sum(np.sin(2 * np.pi * 150 * k * t + k) / k for k in range(1, 6))
     x = x * np.hanning(len(t))
     return (amp * x / np.abs(x).max()).astype(np.float32)
@@ -224,4 +225,26 @@ def test_declip_keeps_runs_at_the_edges_and_refuses_nothing():
     noisy = clipped.copy()
     noisy[10] = np.nan
     assert declip(noisy) is noisy  # not finite: left for the caller to refuse
+
+
+def test_audio_clipped_at_another_rate_is_rebuilt_before_resampling(tmp_path):
+    clean = voiced(rate=48000)
+    clipped = np.clip(clean, -0.7, 0.7)
+    path = tmp_path / "hot.wav"
+    sf.write(path, clipped, 48000, subtype="PCM_16")
+    as_read = sf.read(path, dtype="float32")[0]
+    np.testing.assert_allclose(read_audio(path), resample(declip(as_read), 48000), atol=1e-6)
+    np.testing.assert_allclose(np.concatenate(list(iter_blocks(path))), read_audio(path),
+                               atol=1e-4)
+    got = to_16k_mono(clipped, 48000)
+    np.testing.assert_allclose(got, resample(declip(clipped), 48000), atol=1e-6)
+    # Resampled first, the flat tops would be smoothed and no longer found.
+    plain = resample(clipped, 48000)
+    assert declip(plain) is plain
+    target = resample(clean, 48000)
+
+    def error(x):  # after the best common scale
+        return np.mean((x * np.dot(x, target) / np.dot(x, x) - target) ** 2)
+
+    assert error(got) < 0.1 * error(plain)
 
