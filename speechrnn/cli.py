@@ -43,7 +43,8 @@ mono.
 Every command's CTC likelihood is compared with the others and with "none of these"
 (the best free transcriptions that are not commands); a segment whose best command has
 a confidence below --threshold (default {DEFAULT_THRESHOLD}, chosen from false alarms
-against misses on held-out voices) is rejected, so other words and noise give no command.
+against misses on held-out voices) is rejected, so other words and noise give no
+command.
 
 exit status: 0 every file was read, 1 some file could not be read (the others are still
 transcribed, and each failure is reported on stderr), 2 usage error or a model or
