@@ -1,4 +1,5 @@
-"""Synthetic test signals and small checks shared by the VAD, stream and listen tests."""
+"""Synthetic test signals and small checks shared by the VAD, stream, listen, audio and
+microphone tests."""
 
 from __future__ import annotations
 
@@ -26,6 +27,19 @@ def silence(seconds: float) -> np.ndarray:
 def white(seconds: float, level_db: float, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.standard_normal(int(seconds * SR)) * 10 ** (level_db / 20)).astype(np.float32)
+
+
+def voiced(seconds: float = 0.5, amp: float = 0.9, rate: int = SR) -> np.ndarray:
+    """A vowel-like sound: harmonics of 150 Hz under a smooth envelope, peaking at `amp`."""
+    t = np.arange(int(rate * seconds)) / rate
+    x = sum(np.sin(2 * np.pi * 150 * k * t + k) / k for k in range(1, 6))
+    x = x * np.hanning(len(t))
+    return (amp * x / np.abs(x).max()).astype(np.float32)
+
+
+def at_best_scale(x: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`x` scaled to fit `target` best (least squares), to compare shapes, not levels."""
+    return x * (np.dot(x, target) / np.dot(x, x))
 
 
 def is_subsequence(short: list[str], long: list[str]) -> bool:

@@ -18,6 +18,7 @@ import pytest
 from speechrnn import cli, mic
 from speechrnn.audio import resample
 from speechrnn.mic import MicError, Microphone, find_device, list_devices
+from tests.signals import at_best_scale, voiced
 
 
 class PortAudioError(Exception):
@@ -225,19 +226,14 @@ def test_blocks_are_16k_mono(sd, rate, channels):
 
 
 def test_a_microphone_that_clips_has_its_peaks_rebuilt_before_resampling(sd):
-    t = np.arange(48000) / 48000
-    voice = sum(np.sin(2 * np.pi * 150 * k * t + k) / k for k in range(1, 6))
-    voice = (0.9 * voice / np.abs(voice).max()).astype(np.float32)
+    voice = voiced(1.0, rate=48000)
     sd.audio = np.clip(voice, -0.7, 0.7)  # driven into clipping at 48 kHz
     with Microphone(0, block_seconds=0.05) as m:
         audio = take(m, 15000)[2000:14000]
     target = resample(voice, 48000)[2000:14000]
     as_is = resample(sd.audio, 48000)[2000:14000]
-
-    def error(x):  # after the best common scale
-        return np.mean((x * np.dot(x, target) / np.dot(x, x) - target) ** 2)
-
-    assert error(audio) < 0.1 * error(as_is)
+    assert (np.mean((at_best_scale(audio, target) - target) ** 2)
+            < 0.1 * np.mean((at_best_scale(as_is, target) - target) ** 2))
 
 
 def test_overflows_are_counted_not_fatal(sd):
