@@ -228,9 +228,19 @@ class CTCGraph:
                 final.append(range(offset + len(ext) - 4, offset + len(ext)))
         self.labels = np.array(labels)  # -1: padding
         self.used_labels = np.unique(self.labels[self.labels >= 0])
-        self.skip = np.array(skip[2:], dtype=np.float64)  # state s may come from s - 2
-        self.gaps = np.array(gaps, dtype=np.int64)
-        self.gap_letter = np.array(gap_letter, dtype=np.float64)
+        # Edges as 0/1 masks over the states they lead to: state s may come from s - 2
+        # (skip), s - 3 (after_gap) and s - 4 (after_letter). A mask times a shifted copy
+        # of the state vector takes two array operations a frame, where gathering the
+        # few gap states by index took seven.
+        size = len(labels)
+        self.skip = np.array(skip[2:], dtype=np.float64)
+        self.has_gaps = bool(gaps)
+        self.after_gap = np.zeros(size)
+        self.after_gap[gaps] = 1.0
+        self.after_gap = self.after_gap[3:]
+        self.after_letter = np.zeros(size)
+        self.after_letter[[g for g, letter in zip(gaps, gap_letter) if letter]] = 1.0
+        self.after_letter = self.after_letter[4:]
         self.start = np.zeros(len(labels))
         self.start[start] = 1.0
         self.final = np.array(final)  # [sequences, final states]
@@ -251,7 +261,7 @@ class CTCGraph:
         # A frame scales a sequence's total by at least its least likely label's
         # probability and at most (states a state may come from) times its likeliest one's.
         used = log_probs[:, self.used_labels]
-        fan_in = 5 if len(self.gaps) else 3
+        fan_in = 5 if self.has_gaps else 3
         change = np.maximum(-used.min(axis=1), math.log(fan_in) + used.max(axis=1)).tolist()
         rescale = []
         budget = 0.0
@@ -260,29 +270,41 @@ class CTCGraph:
             if t + 1 == frames or budget + change[t + 1] > self.MAX_CHANGE:
                 rescale.append(t)
                 budget = 0.0
-        norms = np.ones((len(rescale), n))
+        rescale.append(-1)  # past the end
+        norms = np.ones((len(rescale) - 1, n))
         divisor = np.empty(n)
-        alpha = emit[0] * self.start
-        beta = np.zeros_like(alpha)  # the next frame's alpha
-        tmp = np.empty(len(alpha) - 2)
-        skip, sequence, starts = self.skip, self.sequence, self.starts
-        gaps, gap_letter = self.gaps, self.gap_letter
+        # Two state vectors, this frame's and the next one's, in turn; each with its
+        # views shifted by 0-4 states, made once rather than every frame.
+        size = len(self.labels)
+        vectors = [emit[0] * self.start, np.zeros(size)]
+        shifted = [(v, v[2:], v[1:-1], v[:-2], v[3:], v[:-3], v[4:], v[:-4]) for v in vectors]
+        skip, after_gap, after_letter = self.skip, self.after_gap, self.after_letter
+        tmp2, tmp3, tmp4 = np.empty(size - 2), np.empty(size - 3), np.empty(size - 4)
+        sequence, starts, has_gaps = self.sequence, self.starts, self.has_gaps
+        now = 0
         i = 0
         for t in range(frames):
             if t:
-                np.add(alpha[2:], alpha[1:-1], out=beta[2:])
-                np.multiply(alpha[:-2], skip, out=tmp)
-                np.add(beta[2:], tmp, out=beta[2:])
-                if len(gaps):
-                    beta[gaps] += alpha[gaps - 3] + alpha[gaps - 4] * gap_letter
-                np.multiply(beta, emit[t], out=beta)
-                alpha, beta = beta, alpha
+                _, a2, a1, a0, _, a_3, _, a_4 = shifted[now]
+                now = 1 - now
+                b, b2, _, _, b3, _, b4, _ = shifted[now]
+                np.add(a2, a1, out=b2)
+                np.multiply(a0, skip, out=tmp2)
+                np.add(b2, tmp2, out=b2)
+                if has_gaps:
+                    np.multiply(a_3, after_gap, out=tmp3)
+                    np.add(b3, tmp3, out=b3)
+                    np.multiply(a_4, after_letter, out=tmp4)
+                    np.add(b4, tmp4, out=b4)
+                np.multiply(b, emit[t], out=b)
             if t == rescale[i]:
+                alpha = vectors[now]
                 np.add.reduceat(alpha, starts, out=norms[i])
                 # A sequence with no probability left keeps none (and log(0) = -inf).
                 np.maximum(norms[i], TINY, out=divisor)
                 alpha /= divisor[sequence]
                 i += 1
+        alpha = vectors[now]
         with np.errstate(divide="ignore"):
             return np.log(norms).sum(axis=0) + np.log(alpha[self.final].sum(axis=1))
 

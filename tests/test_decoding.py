@@ -265,7 +265,7 @@ def reference_ctc(log_probs: np.ndarray, labels) -> float:
     return log_sum_exp([alpha[-1], alpha[-2]])
 
 
-WORDS = ["off", "all", "a", "on", "turn on", "yes", "backward"]
+WORDS = ["off", "all", "a", "on", "turn on", "yes", "backward", "go back", "no no go"]
 
 
 @pytest.mark.parametrize("frames", [1, 2, 3, 4, 6, 15, 60])
