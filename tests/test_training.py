@@ -358,6 +358,36 @@ def test_validation_counts_a_command_as_the_runtime_scores_it(tmp_path):
     assert result["command_acc"] == 1.0 and result["clips"] == 3
 
 
+def test_validation_hears_clipped_recordings_as_the_runtime_does(tmp_path):
+    # The runtime rebuilds clipped peaks before the model (ModelSession), so validation
+    # must too, or it scores audio users never send; training keeps the recordings.
+    from speechrnn.audio import declip
+    from tests.signals import voiced
+
+    clipped = np.clip(voiced(0.4, amp=1.0), -0.6, 0.6)
+    sf.write(tmp_path / "clipped.wav", clipped, 16000, subtype="FLOAT")
+    clips = [train_mod.Utterance(str(tmp_path / "clipped.wav"), "on", "v", "real", 0.4)]
+    heard = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, audio, lengths):
+            heard.append(audio[0, : int(lengths[0])].numpy().copy())
+            frames = torch.zeros(audio.shape[0], 4, len(train_mod.TOKENS))
+            return torch.log_softmax(frames, -1), torch.full((audio.shape[0],), 4)
+
+    cfg = train_mod.TrainConfig(batch_size=1)
+    train_mod.evaluate(Recording(), {"set": (clips, ["on"])}, cfg)
+    rebuilt = declip(clipped)
+    assert np.abs(rebuilt).max() > 0.65  # the peaks rise above the clip level again
+    np.testing.assert_array_equal(heard[0], rebuilt)
+    training_batch = next(iter(train_mod.make_loader(clips, cfg, None, 0, train=True)))
+    np.testing.assert_array_equal(training_batch["audio"][0].numpy(), clipped)
+
+
 def test_bucket_sampler_covers_everything_once():
     sampler = BucketBatchSampler([float(i % 7) for i in range(103)], batch_size=8, seed=1)
     batches = list(sampler)

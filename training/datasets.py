@@ -19,6 +19,7 @@ import soundfile as sf
 import soxr
 import torch
 
+from speechrnn.audio import declip, read_audio
 from speechrnn.text import TOKENS, encode, normalize_text
 
 log = logging.getLogger(__name__)
@@ -127,14 +128,26 @@ def load_audio(path: str) -> np.ndarray:
     return audio
 
 
+def load_audio_as_heard(path: str) -> np.ndarray:
+    """Audio file -> 16 kHz mono float32 as the runtime feeds it to the model: read by
+    `speechrnn.audio.read_audio` and its clipped peaks rebuilt (`ModelSession` does that)."""
+    return declip(read_audio(path))
+
+
 class SpeechDataset(torch.utils.data.Dataset):
-    """Utterances -> (waveform, token ids); an optional augment(waveform, utt) hook."""
+    """Utterances -> (waveform, token ids); an optional augment(waveform, utt) hook.
+
+    as_heard: load audio as the runtime hears it (load_audio_as_heard), for validation,
+    so that its scores are the ones users get; training keeps the recordings as they are.
+    """
 
     def __init__(self, utts: Sequence[Utterance],
                  augment: Callable[[np.ndarray, Utterance], np.ndarray] | None = None,
-                 tokens: Sequence[str] = TOKENS, max_seconds: float = 6.0):
+                 tokens: Sequence[str] = TOKENS, max_seconds: float = 6.0,
+                 as_heard: bool = False):
         self.utts = list(utts)
         self.augment = augment
+        self.load = load_audio_as_heard if as_heard else load_audio
         self.tokens = tuple(tokens)
         self.max_samples = int(max_seconds * SAMPLE_RATE)
 
@@ -146,7 +159,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         i, batch_seed = key if isinstance(key, tuple) else (key, None)
         utt = self.utts[i]
         try:
-            audio = load_audio(utt.path)
+            audio = self.load(utt.path)
         except Exception as e:  # a damaged file must not stop training
             log.warning("skipping unreadable %s: %s", utt.path, e)
             return None

@@ -258,7 +258,7 @@ def _group_held_out(held: list[Utterance], words: set[str]) -> dict[str, list[Ut
 
 
 def make_loader(utts, cfg: TrainConfig, augment, epoch_seed: int, train: bool):
-    ds = SpeechDataset(utts, augment=augment)
+    ds = SpeechDataset(utts, augment=augment, as_heard=not train)
     if train:
         sampler = BucketBatchSampler([u.seconds for u in utts], cfg.batch_size, cfg.seed,
                                      tag_batches=cfg.batch_framing)
@@ -305,7 +305,8 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def evaluate(model: CTCModel, sets: dict, cfg: TrainConfig) -> dict:
-    """Per validation set: loss, character error rate, command accuracy."""
+    """Per validation set: loss, character error rate, command accuracy (on audio as the
+    runtime hears it: make_loader loads validation clips with their clipping rebuilt)."""
     model.eval()
     device = next(model.parameters()).device
     results = {}
