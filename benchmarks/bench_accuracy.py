@@ -281,9 +281,10 @@ def report(run: AccuracyRun, command: str) -> str:
     lines += _confusions(run)
     lines += ["", "## Speed on these clips", "",
               "Real-time factor: compute time over audio time, one thread, audio already in "
-              "memory (speechrnn: speech detection, model and decoder; PocketSphinx: "
-              "`process_raw` to `hyp`), each system in a pass of its own over the same "
-              "clips.", "",
+              "memory (speechrnn: speech detection, model and decoder, as `transcribe` "
+              "spends them at the default threshold: a clip's speech regions one by one "
+              "only when its whole speech is rejected; PocketSphinx: `process_raw` to "
+              "`hyp`), each system in a pass of its own over the same clips.", "",
               "| set | speechrnn RTF | PocketSphinx RTF | speechrnn faster by |",
               "|---|---:|---:|---:|"]
     for s in run.sets + [None]:

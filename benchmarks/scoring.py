@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from speechrnn.audio import SAMPLE_RATE, to_16k_mono
-from speechrnn.recognizer import Recognizer, _is_silent, speech_piece, speech_regions
+from speechrnn.recognizer import (
+    DEFAULT_THRESHOLD,
+    Recognizer,
+    _is_silent,
+    speech_piece,
+    speech_regions,
+)
 
 REJECTED = "(rejected)"
 THRESHOLDS = tuple(np.round(np.concatenate([np.arange(0.0, 0.9, 0.05),
@@ -42,20 +48,33 @@ class Verdict:
 
 
 def speechrnn_verdict(recognizer: Recognizer, audio: np.ndarray,
-                      sample_rate: int = SAMPLE_RATE) -> Verdict:
-    """The recognizer's view of one short clip (as Recognizer._short decides it)."""
+                      sample_rate: int = SAMPLE_RATE,
+                      threshold: float = DEFAULT_THRESHOLD) -> Verdict:
+    """The recognizer's view of one short clip (as Recognizer._short decides it).
+
+    A clip with several speech regions has them decoded one by one too, so that any
+    threshold can be scored; `compute` counts them only where `Recognizer.transcribe` at
+    `threshold` decodes them, when the whole speech piece is rejected, so it is the time
+    the runtime spends on the clip.
+    """
     audio = to_16k_mono(audio, sample_rate)
     start = time.perf_counter()
     verdict = Verdict(seconds=len(audio) / SAMPLE_RATE)
-    if not _is_silent(audio):
-        regions = speech_regions(audio)
-        pieces = [speech_piece(audio, regions=regions)[2]]
-        if len(regions) >= 2:
-            pieces += [speech_piece(audio, regions=[r])[2] for r in regions]
-        results = [recognizer.decode(lp) for lp in recognizer.session.log_probs_batch(pieces)]
-        verdict.best, verdict.confidence = results[0].candidate, results[0].confidence
-        verdict.regions = [(r.candidate, r.confidence) for r in results[1:]]
+    if _is_silent(audio):
+        verdict.compute = time.perf_counter() - start
+        return verdict
+    regions = speech_regions(audio)
+    whole = recognizer.decode(recognizer.session.log_probs(
+        speech_piece(audio, regions=regions)[2]))
+    verdict.best, verdict.confidence = whole.candidate, whole.confidence
     verdict.compute = time.perf_counter() - start
+    if len(regions) >= 2:
+        start = time.perf_counter()
+        pieces = [speech_piece(audio, regions=[r])[2] for r in regions]
+        results = [recognizer.decode(lp) for lp in recognizer.session.log_probs_batch(pieces)]
+        verdict.regions = [(r.candidate, r.confidence) for r in results]
+        if whole.confidence < threshold:
+            verdict.compute += time.perf_counter() - start
     return verdict
 
 

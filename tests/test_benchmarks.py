@@ -104,6 +104,24 @@ def test_stored_verdict_gives_what_transcribe_gives_at_each_threshold(recognizer
             assert speechrnn_verdict(recognizer, audio).text(t) == batch.transcribe(audio).text
 
 
+def test_verdict_times_the_regions_only_where_the_runtime_decodes_them(recognizer,
+                                                                       monkeypatch):
+    # Two words: the regions are decoded one by one for every threshold's sake, but the
+    # runtime decodes them only when the whole piece is rejected, so only then do they
+    # count in `compute`. A clock that ticks once a reading counts the timed stretches.
+    from benchmarks import scoring
+
+    ticks = iter(range(1000))
+    monkeypatch.setattr(scoring.time, "perf_counter", lambda: float(next(ticks)))
+    audio = np.concatenate([silence(0.3), word(0.5, f0=110.0, seed=0), silence(0.4),
+                            word(0.4, f0=143.0, seed=9), silence(0.3)])
+    below = speechrnn_verdict(recognizer, audio, threshold=0.0)  # the piece is accepted
+    above = speechrnn_verdict(recognizer, audio, threshold=1.0 + 1e-9)  # it is rejected
+    assert len(below.regions) == len(above.regions) == 2
+    assert (below.best, below.regions) == (above.best, above.regions)
+    assert below.compute == 1.0 and above.compute == 2.0
+
+
 def test_long_form_segments_give_the_audio_of_each_decided_segment(recognizer):
     audio = np.concatenate([silence(1.0), word(0.5, seed=1), silence(1.5), word(0.6, seed=2),
                             silence(1.5)])
