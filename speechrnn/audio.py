@@ -150,12 +150,13 @@ def declip(samples: np.ndarray) -> np.ndarray:
     kept as it is (no rescaling, so blocks of a stream stay at one gain). Audio that does
     not clip, or peaks above 1, comes back unchanged (the same array)."""
     x = np.asarray(samples, dtype=np.float32)
-    if x.size < 8 or not np.isfinite(x).all():
+    if x.size < 8:
         return x
+    top, bottom = float(x.max()), float(x.min())  # NaN or inf in x makes them NaN or inf
     # Input clips at its full scale, 1: louder float audio is not a clipped recording.
-    if np.abs(x).max() > 1.0:
+    if not (-1.0 <= bottom and top <= 1.0):
         return x
-    runs = [r for sign in (1.0, -1.0) for r in _clipped_runs(sign * x, sign)]
+    runs = _clipped_runs(x, top, 1.0) + _clipped_runs(x, -bottom, -1.0)
     if not runs:
         return x
     out = x.astype(np.float64)
@@ -182,17 +183,20 @@ def declip(samples: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _clipped_runs(x: np.ndarray, sign: float) -> list[tuple[int, int, float]]:
-    """(start, end, sign) of the runs clipped at the top of `x` (one polarity), each
-    with two unclipped samples on either side."""
-    top = float(x.max())
+def _clipped_runs(x: np.ndarray, top: float, sign: float) -> list[tuple[int, int, float]]:
+    """(start, end, sign) of the runs clipped at the peak `top` of `sign * x` (one
+    polarity), each with two unclipped samples on either side."""
     if top <= 0.0:
         return []
-    at_top = x >= top * (1 - PLATEAU)
+    # Compared as x, not as sign * x, which would copy the audio: this runs on every
+    # piece the model hears, and most have no plateau at all.
+    at_top = x >= top * (1 - PLATEAU) if sign > 0 else x <= -(top * (1 - PLATEAU))
+    if np.count_nonzero(at_top) < MIN_PLATEAU_SAMPLES:
+        return []
     in_plateau = at_top & (np.r_[False, at_top[:-1]] | np.r_[at_top[1:], False])
     if np.count_nonzero(in_plateau) < MIN_PLATEAU_SAMPLES:
         return []
-    flat = x >= top * (1 - CLIPPED)
+    flat = x >= top * (1 - CLIPPED) if sign > 0 else x <= -(top * (1 - CLIPPED))
     edges = np.diff(flat.astype(np.int8), prepend=0, append=0)
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     ok = (starts >= 2) & (ends + 2 <= len(x))

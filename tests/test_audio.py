@@ -215,9 +215,19 @@ def test_declip_leaves_runs_at_the_edges_and_non_finite_audio_alone():
     edge = np.r_[np.full(5, 0.3, np.float32), clipped[100:]]  # starts inside a clipped run
     rebuilt = declip(edge)
     assert np.array_equal(rebuilt[:5] / rebuilt[:5].max(), np.ones(5, np.float32))
-    with_nan = clipped.copy()
-    with_nan[10] = np.nan
-    assert declip(with_nan) is with_nan  # not finite: left for the caller to refuse
+    for bad in (np.nan, np.inf, -np.inf):
+        damaged = clipped.copy()
+        damaged[10] = bad
+        assert declip(damaged) is damaged  # not finite: left for the caller to refuse
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_declip_leaves_float_audio_beyond_full_scale_alone(sign):
+    # Flat tops on one side, but the other side goes past 1: not a recording that clipped
+    # at its full scale, so nothing is rebuilt.
+    audio = np.clip(voiced(), -0.5, 0.5)
+    audio[audio.argmin() if sign > 0 else audio.argmax()] = -sign * 1.5
+    assert declip(audio) is audio
 
 
 def test_audio_clipped_at_another_rate_is_rebuilt_before_resampling(tmp_path):
