@@ -207,6 +207,11 @@ def test_augmenter_overdrives_clips_when_asked():
                        seed=1)(clean)
     assert flat_share(plain) < 0.01
     assert 0.08 <= flat_share(driven) <= 0.22
+    rebuilt = Augmenter(AugmentConfig(**PLAIN, p_clip=1.0, clip_fraction=(0.1, 0.2),
+                                      declip=True), seed=1)(clean)
+    assert flat_share(rebuilt) < 0.01  # heard as the runtime hears it: peaks rebuilt
+    np.testing.assert_allclose(rebuilt[np.abs(driven) < 0.9 * np.abs(driven).max()],
+                               driven[np.abs(driven) < 0.9 * np.abs(driven).max()])
 
 
 def test_random_eq_follows_its_gain_curve_and_the_augmenter_applies_it():
