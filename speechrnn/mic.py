@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from speechrnn.audio import SAMPLE_RATE, declip
+
 HINT = "run `speechrnn devices` to see the input devices"
 FIRST_BLOCK_SECONDS = 5.0  # Bluetooth or USB devices waking up can take this long to start
 
@@ -195,8 +196,6 @@ class Microphone:
     def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
         if self._stream is None:
             raise RuntimeError("use the Microphone in a `with` block")
-        from speechrnn.audio import declip
-
         last = time.monotonic()
         patience = max(self.stall_seconds, FIRST_BLOCK_SECONDS)
         while True:
