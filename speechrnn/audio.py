@@ -205,11 +205,20 @@ def _clipped_runs(x: np.ndarray, top: float, sign: float) -> list[tuple[int, int
     return [(int(s), int(e), sign) for s, e in zip(starts[ok], ends[ok], strict=True)]
 
 
-def _check_finite(block: np.ndarray, path: Path) -> None:
-    # Rejected, not repaired: NaN or inf means the recording is damaged, and zeroing it
-    # would silently hide that from whoever reads the transcript.
+# Float files may go past full scale (1), but not by this much: no recording is 120 dB
+# louder than full scale, and far larger values overflow to inf when channels are mixed
+# or the audio is resampled.
+MAX_MAGNITUDE = 1e6
+
+
+def _check_samples(block: np.ndarray, path: Path) -> None:
+    # Rejected, not repaired: NaN, inf or absurd values mean the recording is damaged,
+    # and zeroing them would silently hide that from whoever reads the transcript.
     if not np.isfinite(block).all():
         raise AudioError(f"{path} contains NaN or infinite samples; the recording is damaged")
+    if block.size and (peak := float(np.abs(block).max())) > MAX_MAGNITUDE:
+        raise AudioError(f"{path} holds samples {peak:.3g} times full scale; the recording "
+                         "is damaged")
 
 
 def read_audio(path: str | Path) -> np.ndarray:
@@ -228,7 +237,7 @@ def read_audio(path: str | Path) -> np.ndarray:
                 data = f.read(step, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as e:
                 raise AudioError(f"{path} is damaged: its audio data cannot be decoded") from e
-            _check_finite(data, path)
+            _check_samples(data, path)
             if len(data):
                 pieces.append(to_mono_float(data))
             if len(data) < step:
@@ -259,7 +268,7 @@ def iter_blocks(path: str | Path, block_seconds: float = 10.0) -> Iterator[np.nd
                                  f"{total / rate:.1f} s") from e
             total += len(data)
             last = len(data) < block_frames
-            _check_finite(data, path)
+            _check_samples(data, path)
             mono = to_mono_float(data)
             if stream is not None:
                 mono = stream.resample_chunk(declip(mono), last=last)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,18 @@ DEFAULT_PRUNE = 0.01
 # rejects did not move. See README, "How it decides".
 DEFAULT_BLANK_PENALTY = 1.0
 TINY = np.finfo(np.float64).smallest_subnormal
+
+# The frame loops of the beam search and the command graph in C (speechrnn/_ctc.c): the
+# same results to the bit, several times faster. Built by `pip install` where a C
+# compiler is found; otherwise, or with SPEECHRNN_PURE_PYTHON=1 in the environment, the
+# Python loops below run.
+if os.environ.get("SPEECHRNN_PURE_PYTHON", "") not in ("", "0"):
+    _ctc = None
+else:
+    try:
+        from speechrnn import _ctc
+    except ImportError:
+        _ctc = None
 
 
 def greedy_ids(log_probs: np.ndarray, blank: int = 0) -> list[int]:
@@ -75,9 +88,12 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WID
     top = np.argsort(-probs[active], axis=1)[:, : beam_width + 1]
     top_probs = np.take_along_axis(probs[active], top, axis=1)
     chosen = (top != blank) & (top_probs > prune)
-    cand_ids, cand_probs = top[chosen].tolist(), top_probs[chosen].tolist()
     counts = np.zeros(len(probs), dtype=np.int64)
     counts[active] = chosen.sum(axis=1)
+    if _ctc is not None:
+        return _ctc.beam_search(np.ascontiguousarray(probs[:, blank]), counts,
+                                top[chosen].astype(np.int64), top_probs[chosen], beam_width)
+    cand_ids, cand_probs = top[chosen].tolist(), top_probs[chosen].tolist()
     # beam: (prefix, p ending in blank, p ending in non-blank), scaled per frame
     beams: list[tuple[tuple[int, ...], float, float]] = [((), 1.0, 0.0)]
     log_scale = 0.0
@@ -262,7 +278,16 @@ class CTCGraph:
         # probability and at most (states a state may come from) times its likeliest one's.
         used = log_probs[:, self.used_labels]
         fan_in = 5 if self.has_gaps else 3
-        change = np.maximum(-used.min(axis=1), math.log(fan_in) + used.max(axis=1)).tolist()
+        change = np.maximum(-used.min(axis=1), math.log(fan_in) + used.max(axis=1))
+        if _ctc is not None:
+            out = np.empty(n)
+            no_gaps = np.empty(0)
+            _ctc.forward(emit, self.start, self.skip,
+                         self.after_gap if self.has_gaps else no_gaps,
+                         self.after_letter if self.has_gaps else no_gaps,
+                         change, self.MAX_CHANGE, self.starts, self.final, out)
+            return out
+        change = change.tolist()
         rescale = []
         budget = 0.0
         for t in range(frames):

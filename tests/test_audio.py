@@ -139,6 +139,12 @@ def bad_files(tmp_path):
     inf = tmp_path / "inf.wav"
     samples[100] = np.inf
     sf.write(inf, samples, 16000, subtype="FLOAT")
+    # Finite, but so large that mixing channels or resampling would overflow to inf
+    # (found by the fuzz run: a float WAV at 8 kHz holding 3.4e38).
+    huge = tmp_path / "huge.wav"
+    loud = np.stack([tone(440, 8000), tone(440, 8000)], axis=1)
+    loud[100] = 3.4e38
+    sf.write(huge, loud, 8000, subtype="FLOAT")
     return {
         "missing": (tmp_path / "missing.wav", "does not exist"),
         "empty": (write_bytes(tmp_path / "empty.wav", b""), "is empty"),
@@ -150,12 +156,14 @@ def bad_files(tmp_path):
                  "not a readable"),
         "nan": (nan, "NaN or infinite"),
         "inf": (inf, "NaN or infinite"),
+        "huge": (huge, "times full scale"),
         "folder": (tmp_path, "is a folder"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "zero-length", "truncated header",
-                                  "corrupt header", "text", "nan", "inf", "folder"])
+                                  "corrupt header", "text", "nan", "inf", "huge",
+                                  "folder"])
 def test_bad_file_gives_one_sentence_naming_it(tmp_path, case):
     path, words = bad_files(tmp_path)[case]
     for read in (read_audio, lambda p: list(iter_blocks(p))):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections import defaultdict
 
 import numpy as np
 import pytest
 
+from speechrnn import decoding
 from speechrnn.decoding import (
     CommandScorer,
     CTCGraph,
@@ -26,6 +28,19 @@ from speechrnn.decoding import (
 )
 
 BLANK = 0
+NOT_BUILT = "the C loops are not built (no C compiler at install)"
+
+
+@pytest.fixture(params=["C", "Python"])
+def loops(request, monkeypatch):
+    """Runs a test with the decoder's C loops (speechrnn/_ctc.c) and again with its
+    pure-Python ones."""
+    if request.param == "C":
+        if decoding._ctc is None:
+            pytest.skip(NOT_BUILT)
+    else:
+        monkeypatch.setattr(decoding, "_ctc", None)
+    return request.param
 
 
 def random_log_probs(frames: int, tokens: int, seed: int, sharp: float = 1.0) -> np.ndarray:
@@ -54,7 +69,7 @@ def brute_force(log_probs: np.ndarray) -> dict[tuple[int, ...], float]:
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("labels", [(1,), (1, 2), (1, 1), (2, 1, 2), (1, 2, 2)])
-def test_ctc_likelihood_equals_brute_force(seed, labels):
+def test_ctc_likelihood_equals_brute_force(seed, labels, loops):
     log_probs = random_log_probs(5, 3, seed)
     expected = brute_force(log_probs).get(labels, 0.0)
     got = ctc_log_likelihood(log_probs, labels, BLANK)
@@ -83,7 +98,7 @@ def space_variants(labels, space):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_optional_spaces_sum_every_variant(seed):
+def test_optional_spaces_sum_every_variant(seed, loops):
     space = 3
     log_probs = random_log_probs(6, 4, seed)
     dist = brute_force(log_probs)
@@ -102,7 +117,7 @@ def test_graph_scores_many_sequences_of_different_lengths_at_once():
     np.testing.assert_allclose(together, alone, atol=1e-9)
 
 
-def test_likelihood_is_stable_on_long_confident_input():
+def test_likelihood_is_stable_on_long_confident_input(loops):
     # 2,000 frames of near-certain blanks around one 'a': far beyond float underflow if
     # probabilities were multiplied without rescaling.
     frames = np.full((2000, 3), -30.0)
@@ -113,7 +128,7 @@ def test_likelihood_is_stable_on_long_confident_input():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_prefix_beam_search_matches_brute_force(seed):
+def test_prefix_beam_search_matches_brute_force(seed, loops):
     log_probs = random_log_probs(4, 3, seed, sharp=2.0)
     dist = brute_force(log_probs)
     # 3 tokens over 4 frames give at most 1 + 2 + 4 + 8 + 16 prefixes: a beam of 64
@@ -270,7 +285,7 @@ WORDS = ["off", "all", "a", "on", "turn on", "yes", "backward", "go back", "no n
 
 @pytest.mark.parametrize("frames", [1, 2, 3, 4, 6, 15, 60])
 @pytest.mark.parametrize("sharp", [1.0, 8.0, 25.0])
-def test_graph_equals_reference_forward_pass(frames, sharp):
+def test_graph_equals_reference_forward_pass(frames, sharp, loops):
     # sharp=8 takes each sequence's probability past 1e-308 within the 60 frames and
     # sharp=25 within a few: both need rescaling along the way.
     index = {t: i for i, t in enumerate(TOKENS)}
@@ -293,7 +308,7 @@ def test_graph_equals_reference_forward_pass(frames, sharp):
     assert np.isfinite(plain[2])
 
 
-def test_graph_handles_impossible_tokens():
+def test_graph_handles_impossible_tokens(loops):
     # A token with probability 0 removes every path through it, and nothing else.
     log_probs = random_log_probs(8, 4, 5)
     log_probs[:, 3] = -np.inf
@@ -335,7 +350,7 @@ def reference_beam_search(log_probs, beam_width, prune):
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_prefix_beam_search_equals_reference(seed):
+def test_prefix_beam_search_equals_reference(seed, loops):
     rng = np.random.default_rng(seed)
     frames, tokens = int(rng.integers(1, 25)), int(rng.integers(2, 7))
     if seed % 3 == 0:
@@ -377,3 +392,81 @@ def test_edit_distance_equals_reference():
         for max_distance in (0.0, 0.25, 0.4, 1.0):
             limit = max_distance * max(len(a), len(b), 1)
             assert is_variant(a, b, max_distance) == (reference(a, b) <= limit)
+
+
+def test_the_c_loops_are_built_in_ci():
+    # CI's machine has a C compiler: there the speed-up must not silently go missing.
+    if os.environ.get("CI") != "true":
+        pytest.skip("only CI's machine is known to have a C compiler")
+    assert decoding._ctc is not None
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_c_and_python_beam_searches_give_identical_results(seed, monkeypatch):
+    if decoding._ctc is None:
+        pytest.skip(NOT_BUILT)
+    rng = np.random.default_rng(seed)
+    frames, tokens = int(rng.integers(0, 80)), int(rng.integers(2, 30))
+    log_probs = random_log_probs(frames, tokens, seed, sharp=float(rng.choice([0.5, 3, 8])))
+    log_probs[rng.random(frames) < 0.5, BLANK] += 6.0  # blank-heavy, as a CTC model is
+    log_probs -= np.logaddexp.reduce(log_probs, axis=1, keepdims=True)
+    for beam_width in (1, 4, 16, 40):
+        for prune in (0.0, 0.01):
+            fast = prefix_beam_search(log_probs, beam_width, BLANK, prune)
+            monkeypatch.setattr(decoding, "_ctc", None)
+            plain = prefix_beam_search(log_probs, beam_width, BLANK, prune)
+            monkeypatch.undo()
+            assert fast == plain  # the same arithmetic in the same order: bit for bit
+
+
+def test_the_c_beam_search_refuses_inconsistent_arrays():
+    if decoding._ctc is None:
+        pytest.skip(NOT_BUILT)
+    p_blank = np.full(3, 0.5)
+    counts = np.array([1, 0, 1], dtype=np.int64)
+    ids, probs = np.array([1, 2], dtype=np.int64), np.array([0.4, 0.3])
+    found = decoding._ctc.beam_search(p_blank, counts, ids, probs, 4)
+    assert {ids for ids, _ in found} == {(), (1,), (2,), (1, 2)}  # a beam of 4 keeps all
+    with pytest.raises(ValueError, match="add up"):
+        decoding._ctc.beam_search(p_blank, counts, ids[:1], probs[:1], 4)
+    with pytest.raises(ValueError, match="inconsistent"):
+        decoding._ctc.beam_search(p_blank[:2], counts, ids, probs, 4)
+    with pytest.raises(ValueError, match="negative"):
+        decoding._ctc.beam_search(p_blank, np.array([2, -1, 1], dtype=np.int64), ids, probs, 4)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_c_and_python_graphs_agree(seed, monkeypatch):
+    if decoding._ctc is None:
+        pytest.skip(NOT_BUILT)
+    rng = np.random.default_rng(seed)
+    tokens = 8
+    sequences = [list(rng.integers(1, tokens, int(rng.integers(1, 6))))
+                 for _ in range(int(rng.integers(1, 12)))]
+    space = 1 if seed % 2 else None
+    for frames in (1, 3, 40, 400):  # 400 frames of sharp input rescale many times
+        log_probs = random_log_probs(frames, tokens, seed, sharp=float(rng.choice([1, 6])))
+        graph = CTCGraph(sequences, blank=BLANK, space=space)
+        fast = graph.log_likelihoods(log_probs)
+        monkeypatch.setattr(decoding, "_ctc", None)
+        plain = graph.log_likelihoods(log_probs)
+        monkeypatch.undo()
+        # numpy sums some rescaling totals in another order: equal to a few ulps.
+        assert np.array_equal(np.isfinite(fast), np.isfinite(plain))
+        assert fast == pytest.approx(plain, rel=1e-13, abs=0)
+
+
+def test_the_c_graph_refuses_inconsistent_arrays():
+    if decoding._ctc is None:
+        pytest.skip(NOT_BUILT)
+    graph = CTCGraph([(1, 2)], blank=BLANK)
+    emit = np.full((3, len(graph.labels)), 0.5)
+    args = [emit, graph.start, graph.skip, np.empty(0), np.empty(0), np.ones(3), 100.0,
+            graph.starts, graph.final, np.empty(1)]
+    decoding._ctc.forward(*args)  # consistent: runs
+    for i, bad in [(0, emit[:, :-1]), (2, graph.skip[:-1]), (8, graph.final + 99),
+                   (7, graph.starts + 50)]:
+        wrong = list(args)
+        wrong[i] = np.ascontiguousarray(bad)
+        with pytest.raises(ValueError):
+            decoding._ctc.forward(*wrong)
