@@ -104,42 +104,57 @@ static PyObject *failed_result(void) {  /* [((), -inf)] */
     return Py_BuildValue("[(()d)]", -INFINITY);
 }
 
+/* A frame's candidates: the tokens but blank among its beam_width + 1 likeliest (blank
+ * counted), with probability above prune, likeliest first; equal probabilities in token
+ * order (numpy's stable argsort, which the Python loop uses). Returns how many. */
+static Py_ssize_t frame_candidates(const double *row, Py_ssize_t n_tokens, Py_ssize_t blank,
+                                   Py_ssize_t beam_width, double prune, int64_t *ids,
+                                   double *probs) {
+    Py_ssize_t count = 0;
+    for (Py_ssize_t k = 0; k < n_tokens; k++) {
+        double p = row[k];
+        if (k == blank || !(p > prune)) continue;
+        Py_ssize_t rank = 0;  /* tokens that sort before k */
+        for (Py_ssize_t j = 0; j < n_tokens && rank <= beam_width; j++)
+            if (row[j] > p || (row[j] == p && j < k)) rank++;
+        if (rank > beam_width) continue;
+        Py_ssize_t at = count++;  /* insertion: likeliest first, ties in token order */
+        while (at > 0 && probs[at - 1] < p) {
+            ids[at] = ids[at - 1];
+            probs[at] = probs[at - 1];
+            at--;
+        }
+        ids[at] = k;
+        probs[at] = p;
+    }
+    return count;
+}
+
 static PyObject *beam_search(PyObject *self, PyObject *args) {
-    Py_buffer blank_buf, count_buf, id_buf, prob_buf;
-    Py_ssize_t beam_width;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*n", &blank_buf, &count_buf, &id_buf, &prob_buf,
-                          &beam_width))
+    Py_buffer prob_buf;
+    Py_ssize_t n_tokens, blank, beam_width;
+    double prune;
+    if (!PyArg_ParseTuple(args, "y*nnnd", &prob_buf, &n_tokens, &blank, &beam_width, &prune))
         return NULL;
     PyObject *result = NULL;
     Trie trie = {0};
     Entry *beams = NULL, *entries = NULL;
     Py_ssize_t *own = NULL;
-    const double *p_blanks = blank_buf.buf, *cand_probs = prob_buf.buf;
-    const int64_t *counts = count_buf.buf, *cand_ids = id_buf.buf;
-    Py_ssize_t frames = blank_buf.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t n_cand = id_buf.len / (Py_ssize_t)sizeof(int64_t);
-    if (count_buf.len != frames * (Py_ssize_t)sizeof(int64_t)
-        || prob_buf.len != n_cand * (Py_ssize_t)sizeof(double) || beam_width < 1) {
-        PyErr_SetString(PyExc_ValueError, "inconsistent candidate arrays");
-        goto done;
-    }
-    Py_ssize_t max_count = 0, total_count = 0;
-    for (Py_ssize_t t = 0; t < frames; t++) {
-        if (counts[t] < 0) {
-            PyErr_SetString(PyExc_ValueError, "negative candidate count");
-            goto done;
-        }
-        total_count += counts[t];
-        if (counts[t] > max_count) max_count = counts[t];
-    }
-    if (total_count != n_cand) {
-        PyErr_SetString(PyExc_ValueError, "candidate counts do not add up");
+    int64_t *ids = NULL;
+    double *cand_probs = NULL;
+    const double *all_probs = prob_buf.buf;
+    Py_ssize_t frames = n_tokens > 0 ? prob_buf.len / (Py_ssize_t)sizeof(double) / n_tokens : 0;
+    if (n_tokens < 1 || prob_buf.len != frames * n_tokens * (Py_ssize_t)sizeof(double)
+        || blank < 0 || blank >= n_tokens || beam_width < 1) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent probabilities, blank or beam width");
         goto done;
     }
     beams = malloc(beam_width * sizeof *beams);
-    entries = malloc(beam_width * (max_count + 1) * sizeof *entries);
+    entries = malloc(beam_width * (n_tokens + 1) * sizeof *entries);
     own = malloc(beam_width * sizeof *own);
-    if (!beams || !entries || !own || trie_grow(&trie) < 0) {
+    ids = malloc(n_tokens * sizeof *ids);
+    cand_probs = malloc(n_tokens * sizeof *cand_probs);
+    if (!beams || !entries || !own || !ids || !cand_probs || trie_grow(&trie) < 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -152,10 +167,11 @@ static PyObject *beam_search(PyObject *self, PyObject *args) {
     beams[0] = (Entry){1.0, 0.0, 0};
     double log_scale = 0.0;
     int settled = 0;  /* every prefix ends in blank and they sum to 1 */
-    Py_ssize_t i = 0;
     for (Py_ssize_t t = 0; t < frames; t++) {
-        double p_blank = p_blanks[t];
-        Py_ssize_t count = counts[t];
+        const double *row = all_probs + t * n_tokens;
+        double p_blank = row[blank];
+        Py_ssize_t count = frame_candidates(row, n_tokens, blank, beam_width, prune, ids,
+                                            cand_probs);
         if (!count) {
             if (settled && p_blank > 0.0) {
                 log_scale += log(p_blank);
@@ -179,9 +195,7 @@ static PyObject *beam_search(PyObject *self, PyObject *args) {
             continue;
         }
         settled = 0;
-        const int64_t *ids = cand_ids + i;
-        const double *probs = cand_probs + i;
-        i += count;
+        const double *probs = cand_probs;
         Py_ssize_t n_entries = 0;
         for (Py_ssize_t j = 0; j < n_beams; j++) own[j] = -1;
         for (Py_ssize_t j = 0; j < n_beams; j++) {
@@ -258,9 +272,8 @@ done:
     free(beams);
     free(entries);
     free(own);
-    PyBuffer_Release(&blank_buf);
-    PyBuffer_Release(&count_buf);
-    PyBuffer_Release(&id_buf);
+    free(ids);
+    free(cand_probs);
     PyBuffer_Release(&prob_buf);
     return result;
 }
@@ -290,34 +303,50 @@ static double pairwise_sum(const double *a, Py_ssize_t n) {
     return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
 }
 
-/* forward(emit, start, skip, after_gap, after_letter, change, max_change, starts, final,
- *         out): see CTCGraph.log_likelihoods, which calls it. */
+/* forward(probs, log_probs, n_tokens, labels, used, log_fan_in, start, skip, after_gap,
+ *         after_letter, max_change, starts, final, out): CTCGraph.log_likelihoods, which
+ * calls it, with probs = exp(log_probs), both [frames, n_tokens] float64 in C order, and
+ * the graph's arrays; each sequence's log-likelihood goes to out. */
 static PyObject *forward(PyObject *self, PyObject *args) {
-    Py_buffer emit_b, start_b, skip_b, gap_b, letter_b, change_b, starts_b, final_b, out_b;
-    double max_change;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*dy*y*w*", &emit_b, &start_b, &skip_b, &gap_b,
-                          &letter_b, &change_b, &max_change, &starts_b, &final_b, &out_b))
+    Py_buffer probs_b, lp_b, labels_b, used_b, start_b, skip_b, gap_b, letter_b, starts_b,
+        final_b, out_b;
+    Py_ssize_t n_tokens;
+    double log_fan_in, max_change;
+    if (!PyArg_ParseTuple(args, "y*y*ny*y*dy*y*y*y*dy*y*w*", &probs_b, &lp_b, &n_tokens,
+                          &labels_b, &used_b, &log_fan_in, &start_b, &skip_b, &gap_b,
+                          &letter_b, &max_change, &starts_b, &final_b, &out_b))
         return NULL;
     PyObject *result = NULL;
-    double *vectors = NULL, *norm = NULL;
-    const Py_ssize_t size = start_b.len / (Py_ssize_t)sizeof(double);
-    const Py_ssize_t frames = change_b.len / (Py_ssize_t)sizeof(double);
-    const Py_ssize_t n = out_b.len / (Py_ssize_t)sizeof(double);
-    const Py_ssize_t width = n ? final_b.len / (Py_ssize_t)sizeof(int64_t) / n : 0;
-    const double *emit = emit_b.buf, *start = start_b.buf, *skip = skip_b.buf;
-    const double *after_gap = gap_b.buf, *after_letter = letter_b.buf, *change = change_b.buf;
-    const int64_t *starts = starts_b.buf, *final = final_b.buf;
+    double *vectors = NULL, *change = NULL;
+    const Py_ssize_t D = (Py_ssize_t)sizeof(double), I = (Py_ssize_t)sizeof(int64_t);
+    const Py_ssize_t size = start_b.len / D, n = out_b.len / D, n_used = used_b.len / I;
+    const Py_ssize_t frames = n_tokens > 0 ? probs_b.len / D / n_tokens : 0;
+    const Py_ssize_t width = n > 0 ? final_b.len / I / n : 0;
+    const double *probs = probs_b.buf, *log_probs = lp_b.buf, *start = start_b.buf;
+    const double *skip = skip_b.buf, *after_gap = gap_b.buf, *after_letter = letter_b.buf;
+    const int64_t *labels = labels_b.buf, *used = used_b.buf, *starts = starts_b.buf;
+    const int64_t *final = final_b.buf;
     double *out = out_b.buf;
     const int has_gaps = gap_b.len > 0;
-    if (size < 5 || frames < 1 || n < 1
-        || emit_b.len != frames * size * (Py_ssize_t)sizeof(double)
-        || skip_b.len != (size - 2) * (Py_ssize_t)sizeof(double)
-        || (has_gaps && (gap_b.len != (size - 3) * (Py_ssize_t)sizeof(double)
-                         || letter_b.len != (size - 4) * (Py_ssize_t)sizeof(double)))
-        || starts_b.len != n * (Py_ssize_t)sizeof(int64_t)
-        || final_b.len != n * width * (Py_ssize_t)sizeof(int64_t)) {
+    if (size < 5 || frames < 1 || n < 1 || n_used < 1 || width < 1
+        || probs_b.len != frames * n_tokens * D || lp_b.len != probs_b.len
+        || labels_b.len != size * I || skip_b.len != (size - 2) * D
+        || (has_gaps && (gap_b.len != (size - 3) * D || letter_b.len != (size - 4) * D))
+        || starts_b.len != n * I || final_b.len != n * width * I) {
         PyErr_SetString(PyExc_ValueError, "inconsistent graph arrays");
         goto done;
+    }
+    for (Py_ssize_t s = 0; s < size; s++) {
+        if (labels[s] < -1 || labels[s] >= n_tokens) {
+            PyErr_SetString(PyExc_ValueError, "label out of range");
+            goto done;
+        }
+    }
+    for (Py_ssize_t k = 0; k < n_used; k++) {
+        if (used[k] < 0 || used[k] >= n_tokens) {
+            PyErr_SetString(PyExc_ValueError, "label out of range");
+            goto done;
+        }
     }
     for (Py_ssize_t j = 0; j < n; j++) {
         Py_ssize_t end = j + 1 < n ? starts[j + 1] : size;
@@ -333,18 +362,32 @@ static PyObject *forward(PyObject *self, PyObject *args) {
         }
     }
     vectors = calloc(2 * size, sizeof *vectors);
-    norm = malloc(n * sizeof *norm);
-    if (!vectors || !norm) {
+    change = malloc(frames * sizeof *change);
+    if (!vectors || !change) {
         PyErr_NoMemory();
         goto done;
     }
+    /* A frame scales a sequence's total by at least its least likely label's probability
+     * and at most (states a state may come from) times its likeliest one's. */
+    for (Py_ssize_t t = 0; t < frames; t++) {
+        const double *lp = log_probs + t * n_tokens;
+        double lo = lp[used[0]], hi = lp[used[0]];
+        for (Py_ssize_t k = 1; k < n_used; k++) {
+            double v = lp[used[k]];
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+        double up = log_fan_in + hi;
+        change[t] = -lo > up ? -lo : up;
+    }
     double *a = vectors, *b = vectors + size;
-    for (Py_ssize_t s = 0; s < size; s++) a[s] = emit[s] * start[s];
+    for (Py_ssize_t s = 0; s < size; s++)
+        a[s] = (labels[s] < 0 ? 0.0 : probs[labels[s]]) * start[s];
     for (Py_ssize_t j = 0; j < n; j++) out[j] = 0.0;
     double budget = 0.0;
     for (Py_ssize_t t = 0; t < frames; t++) {
         if (t) {
-            const double *e = emit + t * size;
+            const double *p = probs + t * n_tokens;
             for (Py_ssize_t s = 2; s < size; s++) {
                 double v = a[s] + a[s - 1];
                 v = v + a[s - 2] * skip[s - 2];
@@ -352,7 +395,7 @@ static PyObject *forward(PyObject *self, PyObject *args) {
                     v = v + a[s - 3] * after_gap[s - 3];
                     if (s >= 4) v = v + a[s - 4] * after_letter[s - 4];
                 }
-                b[s] = v * e[s];
+                b[s] = v * (labels[s] < 0 ? 0.0 : p[labels[s]]);
             }
             double *swap = a;
             a = b;
@@ -367,7 +410,6 @@ static PyObject *forward(PyObject *self, PyObject *args) {
                 Py_ssize_t from = starts[j], end = j + 1 < n ? starts[j + 1] : size;
                 /* numpy's reduceat: the first value, plus the pairwise sum of the rest */
                 double total = a[from] + pairwise_sum(a + from + 1, end - from - 1);
-                norm[j] = total;
                 out[j] += log(total);
                 double divisor = total > TINY_VALUE ? total : TINY_VALUE;
                 for (Py_ssize_t s = from; s < end; s++) a[s] /= divisor;
@@ -383,13 +425,15 @@ static PyObject *forward(PyObject *self, PyObject *args) {
     result = Py_None;
 done:
     free(vectors);
-    free(norm);
-    PyBuffer_Release(&emit_b);
+    free(change);
+    PyBuffer_Release(&probs_b);
+    PyBuffer_Release(&lp_b);
+    PyBuffer_Release(&labels_b);
+    PyBuffer_Release(&used_b);
     PyBuffer_Release(&start_b);
     PyBuffer_Release(&skip_b);
     PyBuffer_Release(&gap_b);
     PyBuffer_Release(&letter_b);
-    PyBuffer_Release(&change_b);
     PyBuffer_Release(&starts_b);
     PyBuffer_Release(&final_b);
     PyBuffer_Release(&out_b);
@@ -398,12 +442,12 @@ done:
 
 static PyMethodDef methods[] = {
     {"beam_search", beam_search, METH_VARARGS,
-     "beam_search(p_blank, counts, cand_ids, cand_probs, beam_width) -> [(ids, log p)], "
-     "best first. p_blank: float64 per frame; counts: int64 candidates per frame; cand_ids "
-     "(int64) and cand_probs (float64): every frame's candidates, likeliest first."},
+     "beam_search(probs, n_tokens, blank, beam_width, prune) -> [(ids, log p)], best "
+     "first. probs: float64 [frames, n_tokens], C order."},
     {"forward", forward, METH_VARARGS,
-     "forward(emit, start, skip, after_gap, after_letter, change, max_change, starts, "
-     "final, out): CTCGraph's forward pass; writes each sequence's log-likelihood to out."},
+     "forward(probs, log_probs, n_tokens, labels, used, log_fan_in, start, skip, "
+     "after_gap, after_letter, max_change, starts, final, out): CTCGraph's forward pass; "
+     "writes each sequence's log-likelihood to out."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -74,26 +74,33 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WID
     tried (blank always is). With a wide enough beam and prune=0 the scores are exact
     label-sequence log-probabilities.
     """
-    probs = np.exp(np.asarray(log_probs, dtype=np.float64))
+    return _beam_search(np.exp(np.asarray(log_probs, dtype=np.float64)), beam_width, blank,
+                        prune)
+
+
+def _beam_search(probs: np.ndarray, beam_width: int, blank: int,
+                 prune: float) -> list[tuple[tuple[int, ...], float]]:
+    """prefix_beam_search on probabilities [frames, tokens] (float64)."""
     if probs.shape[0] == 0:
         return [((), 0.0)]
     if beam_width < 1:
         return [((), -math.inf)]
+    if _ctc is not None:
+        return _ctc.beam_search(np.ascontiguousarray(probs), probs.shape[1], blank,
+                                beam_width, prune)
     # Candidates of every frame at once; Python floats and lists are much faster than
     # numpy scalars in the loop below. Only frames where some token but blank passes
     # `prune` have any (most frames are blank-only), so only those are sorted.
     others = probs.copy()
     others[:, blank] = 0.0
     active = np.flatnonzero(others.max(axis=1) > prune)
-    top = np.argsort(-probs[active], axis=1)[:, : beam_width + 1]
+    # Equal probabilities in token order (a stable sort), as the C loop orders them.
+    top = np.argsort(-probs[active], axis=1, kind="stable")[:, : beam_width + 1]
     top_probs = np.take_along_axis(probs[active], top, axis=1)
     chosen = (top != blank) & (top_probs > prune)
+    cand_ids, cand_probs = top[chosen].tolist(), top_probs[chosen].tolist()
     counts = np.zeros(len(probs), dtype=np.int64)
     counts[active] = chosen.sum(axis=1)
-    if _ctc is not None:
-        return _ctc.beam_search(np.ascontiguousarray(probs[:, blank]), counts,
-                                top[chosen].astype(np.int64), top_probs[chosen], beam_width)
-    cand_ids, cand_probs = top[chosen].tolist(), top_probs[chosen].tolist()
     # beam: (prefix, p ending in blank, p ending in non-blank), scaled per frame
     beams: list[tuple[tuple[int, ...], float, float]] = [((), 1.0, 0.0)]
     log_scale = 0.0
@@ -263,30 +270,35 @@ class CTCGraph:
         self.starts = np.array(starts)  # first (padding) state of each sequence
         self.sequence = np.repeat(np.arange(len(starts)), np.diff(starts + [len(labels)]))
 
-    def log_likelihoods(self, log_probs: np.ndarray) -> np.ndarray:
-        """log P(sequence | frames) for every sequence; -inf when it cannot fit."""
+    def log_likelihoods(self, log_probs: np.ndarray,
+                        probs: np.ndarray | None = None) -> np.ndarray:
+        """log P(sequence | frames) for every sequence; -inf when it cannot fit. `probs`,
+        exp(log_probs), may be given where the caller has it already."""
         log_probs = np.asarray(log_probs, dtype=np.float64)
         n = len(self.starts)
         frames = log_probs.shape[0]
         if frames == 0:
             return np.full(n, -np.inf)
         # Probability domain with rescaling: exact, and much faster than logaddexp.
-        probs = np.zeros((frames, log_probs.shape[1] + 1))  # last column: padding
-        np.exp(log_probs, out=probs[:, :-1])
-        emit = probs.take(self.labels, axis=1)  # [frames, states]
-        # A frame scales a sequence's total by at least its least likely label's
-        # probability and at most (states a state may come from) times its likeliest one's.
-        used = log_probs[:, self.used_labels]
+        if probs is None:
+            probs = np.exp(log_probs)
         fan_in = 5 if self.has_gaps else 3
-        change = np.maximum(-used.min(axis=1), math.log(fan_in) + used.max(axis=1))
         if _ctc is not None:
             out = np.empty(n)
             no_gaps = np.empty(0)
-            _ctc.forward(emit, self.start, self.skip,
-                         self.after_gap if self.has_gaps else no_gaps,
-                         self.after_letter if self.has_gaps else no_gaps,
-                         change, self.MAX_CHANGE, self.starts, self.final, out)
+            _ctc.forward(np.ascontiguousarray(probs), np.ascontiguousarray(log_probs),
+                         log_probs.shape[1], self.labels, self.used_labels, math.log(fan_in),
+                         self.start, self.skip, self.after_gap if self.has_gaps else no_gaps,
+                         self.after_letter if self.has_gaps else no_gaps, self.MAX_CHANGE,
+                         self.starts, self.final, out)
             return out
+        padded = np.zeros((frames, log_probs.shape[1] + 1))  # last column: padding
+        padded[:, :-1] = probs
+        emit = padded.take(self.labels, axis=1)  # [frames, states]
+        # A frame scales a sequence's total by at least its least likely label's
+        # probability and at most (states a state may come from) times its likeliest one's.
+        used = log_probs[:, self.used_labels]
+        change = np.maximum(-used.min(axis=1), math.log(fan_in) + used.max(axis=1))
         change = change.tolist()
         rescale = []
         budget = 0.0
@@ -436,6 +448,7 @@ class CommandScorer:
             letters, cuts = _letters_and_cuts(command)
             self._cuts.setdefault(letters, []).append(cuts)
         self._variants: dict[tuple[str, str], bool] = {}  # is_variant, remembered
+        self._texts: dict[tuple[int, ...], str] = {}  # ids_to_text, remembered
 
     def _is_variant(self, text: str, command: str) -> bool:
         # The same few spellings come back clip after clip, and edit distances in Python
@@ -447,6 +460,15 @@ class CommandScorer:
                 self._variants.clear()
             found = self._variants[key] = is_variant(text, command, self.variant_distance)
         return found
+
+    def _text(self, ids: tuple[int, ...]) -> str:
+        # The same few hypotheses come back frame after frame and clip after clip.
+        text = self._texts.get(ids)
+        if text is None:
+            if len(self._texts) >= 50_000:  # bounded, for a long listening session
+                self._texts.clear()
+            text = self._texts[ids] = ids_to_text(ids, self.tokens)
+        return text
 
     def _is_command(self, text: str) -> bool:
         """`text` is a command, maybe with some of its spaces left out."""
@@ -473,12 +495,13 @@ class CommandScorer:
     def score(self, log_probs: np.ndarray) -> CommandMatch:
         # The beam sees the same penalized frames, so that "none of these" and the
         # commands stay on one scale.
-        log_probs = self.penalized(log_probs)
-        scores = self.graph.log_likelihoods(log_probs)
+        log_probs = np.asarray(self.penalized(log_probs), dtype=np.float64)
+        probs = np.exp(log_probs)
+        scores = self.graph.log_likelihoods(log_probs, probs)
         best = int(np.argmax(scores))
         command = self.commands[best]
-        beam = [(ids_to_text(ids, self.tokens), lp)
-                for ids, lp in prefix_beam_search(log_probs, self.beam_width, self.blank)]
+        beam = [(self._text(ids), lp) for ids, lp in
+                _beam_search(probs, self.beam_width, self.blank, DEFAULT_PRUNE)]
         free_text = beam[0][0] if beam else ""
         other = log_sum_exp([lp for text, lp in beam if not self._is_command(text)
                              and not self._is_variant(text, command)])

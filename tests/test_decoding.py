@@ -324,7 +324,7 @@ def reference_beam_search(log_probs, beam_width, prune):
     beams = {(): (1.0, 0.0)}
     log_scale = 0.0
     for row in probs:
-        top = np.argsort(-row)[: beam_width + 1]
+        top = np.argsort(-row, kind="stable")[: beam_width + 1]  # ties in token order
         candidates = [int(k) for k in top if k != BLANK and row[k] > prune]
         nxt = {}
         for prefix, (pb, pnb) in beams.items():
@@ -422,17 +422,13 @@ def test_c_and_python_beam_searches_give_identical_results(seed, monkeypatch):
 def test_the_c_beam_search_refuses_inconsistent_arrays():
     if decoding._ctc is None:
         pytest.skip(NOT_BUILT)
-    p_blank = np.full(3, 0.5)
-    counts = np.array([1, 0, 1], dtype=np.int64)
-    ids, probs = np.array([1, 2], dtype=np.int64), np.array([0.4, 0.3])
-    found = decoding._ctc.beam_search(p_blank, counts, ids, probs, 4)
+    probs = np.array([[0.5, 0.4, 0.1], [1.0, 0.0, 0.0], [0.5, 0.2, 0.3]])
+    found = decoding._ctc.beam_search(probs, 3, BLANK, 4, 0.01)
     assert {ids for ids, _ in found} == {(), (1,), (2,), (1, 2)}  # a beam of 4 keeps all
-    with pytest.raises(ValueError, match="add up"):
-        decoding._ctc.beam_search(p_blank, counts, ids[:1], probs[:1], 4)
-    with pytest.raises(ValueError, match="inconsistent"):
-        decoding._ctc.beam_search(p_blank[:2], counts, ids, probs, 4)
-    with pytest.raises(ValueError, match="negative"):
-        decoding._ctc.beam_search(p_blank, np.array([2, -1, 1], dtype=np.int64), ids, probs, 4)
+    for args in [(probs, 4, BLANK, 4, 0.01), (probs, 3, 3, 4, 0.01), (probs, 3, BLANK, 0, 0.01),
+                 (probs, 0, BLANK, 4, 0.01)]:
+        with pytest.raises(ValueError, match="inconsistent"):
+            decoding._ctc.beam_search(*args)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -460,13 +456,14 @@ def test_the_c_graph_refuses_inconsistent_arrays():
     if decoding._ctc is None:
         pytest.skip(NOT_BUILT)
     graph = CTCGraph([(1, 2)], blank=BLANK)
-    emit = np.full((3, len(graph.labels)), 0.5)
-    args = [emit, graph.start, graph.skip, np.empty(0), np.empty(0), np.ones(3), 100.0,
-            graph.starts, graph.final, np.empty(1)]
+    log_probs = random_log_probs(3, 4, seed=0)
+    args = [np.exp(log_probs), log_probs, 4, graph.labels, graph.used_labels, math.log(3),
+            graph.start, graph.skip, np.empty(0), np.empty(0), 100.0, graph.starts,
+            graph.final, np.empty(1)]
     decoding._ctc.forward(*args)  # consistent: runs
-    for i, bad in [(0, emit[:, :-1]), (2, graph.skip[:-1]), (8, graph.final + 99),
-                   (7, graph.starts + 50)]:
+    for i, bad in [(0, log_probs[:, :-1]), (2, 2), (3, graph.labels + 9), (4, [7]),
+                   (7, graph.skip[:-1]), (12, graph.final + 99), (11, graph.starts + 50)]:
         wrong = list(args)
-        wrong[i] = np.ascontiguousarray(bad)
+        wrong[i] = bad if isinstance(bad, int) else np.ascontiguousarray(bad)
         with pytest.raises(ValueError):
             decoding._ctc.forward(*wrong)
