@@ -20,6 +20,7 @@ from speechrnn.recognizer import (
     DEFAULT_THRESHOLD,
     Recognizer,
     _is_silent,
+    frame_power,
     speech_piece,
     speech_regions,
 )
@@ -60,10 +61,11 @@ def speechrnn_verdict(recognizer: Recognizer, audio: np.ndarray,
     audio = to_16k_mono(audio, sample_rate)
     start = time.perf_counter()
     verdict = Verdict(seconds=len(audio) / SAMPLE_RATE)
-    if _is_silent(audio):
+    power = frame_power(audio)
+    if _is_silent(audio, power):
         verdict.compute = time.perf_counter() - start
         return verdict
-    regions = speech_regions(audio)
+    regions = speech_regions(audio, power)
     whole = recognizer.decode(recognizer.session.log_probs(
         speech_piece(audio, regions=regions)[2]))
     verdict.best, verdict.confidence = whole.candidate, whole.confidence

@@ -156,20 +156,19 @@ def declip(samples: np.ndarray) -> np.ndarray:
     # Input clips at its full scale, 1: louder float audio is not a clipped recording.
     if not (-1.0 <= bottom and top <= 1.0):
         return x
-    runs = _clipped_runs(x, top, 1.0) + _clipped_runs(x, -bottom, -1.0)
-    if not runs:
+    up, down = _clipped_runs(x, top, 1.0), _clipped_runs(x, -bottom, -1.0)
+    if not len(up[0]) and not len(down[0]):
         return x
-    out = x.astype(np.float64)
-    starts = np.array([s for s, _, _ in runs])
-    ends = np.array([e for _, e, _ in runs])
-    signs = np.array([g for _, _, g in runs])
+    starts, ends = np.concatenate([up[0], down[0]]), np.concatenate([up[1], down[1]])
+    signs = np.concatenate([np.ones(len(up[0])), -np.ones(len(down[0]))])
     lengths = ends - starts
     # Every clipped sample, with its run and its place in it (0 .. n - 1).
-    run = np.repeat(np.arange(len(runs)), lengths)
+    run = np.repeat(np.arange(len(starts)), lengths)
     t = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     n = lengths[run].astype(np.float64)
     nodes = np.stack([np.full_like(n, -2.0), np.full_like(n, -1.0), n, n + 1.0])
-    values = np.stack([out[starts - 2], out[starts - 1], out[ends], out[ends + 1]])[:, run]
+    values = np.stack([x[starts - 2], x[starts - 1], x[ends], x[ends + 1]]).astype(
+        np.float64)[:, run]
     curve = np.zeros(len(run))
     for i in range(4):  # Lagrange form of the cubic through the four neighbours
         basis = np.ones(len(run))
@@ -179,30 +178,43 @@ def declip(samples: np.ndarray) -> np.ndarray:
         curve += values[i] * basis
     at = starts[run] + t
     sign = signs[run]
-    out[at] = sign * np.maximum(sign * curve, sign * out[at])
-    return out.astype(np.float32)
+    out = x.copy()
+    out[at] = sign * np.maximum(sign * curve, sign * x[at].astype(np.float64))
+    return out
 
 
-def _clipped_runs(x: np.ndarray, top: float, sign: float) -> list[tuple[int, int, float]]:
-    """(start, end, sign) of the runs clipped at the peak `top` of `sign * x` (one
-    polarity), each with two unclipped samples on either side."""
+def _clipped_runs(x: np.ndarray, top: float, sign: float) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the runs clipped at the peak `top` of `sign * x` (one polarity),
+    each with two unclipped samples on either side."""
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if top <= 0.0:
-        return []
+        return none
     # Compared as x, not as sign * x, which would copy the audio: this runs on every
     # piece the model hears, and most have no plateau at all.
     at_top = x >= top * (1 - PLATEAU) if sign > 0 else x <= -(top * (1 - PLATEAU))
     if np.count_nonzero(at_top) < MIN_PLATEAU_SAMPLES:
-        return []
-    in_plateau = at_top & (np.r_[False, at_top[:-1]] | np.r_[at_top[1:], False])
+        return none
+    # Samples at the top beside another one there (slices, not padded copies: this is
+    # most of declip's time on audio that clips).
+    pairs = at_top[1:] & at_top[:-1]
+    in_plateau = np.zeros_like(at_top)
+    in_plateau[1:] = pairs
+    in_plateau[:-1] |= pairs
     if np.count_nonzero(in_plateau) < MIN_PLATEAU_SAMPLES:
-        return []
+        return none
     flat = x >= top * (1 - CLIPPED) if sign > 0 else x <= -(top * (1 - CLIPPED))
-    edges = np.diff(flat.astype(np.int8), prepend=0, append=0)
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    # Runs [start, end) of flat samples; a run at either edge of x has no two samples
+    # beyond it, so it is not rebuilt, nor counted here.
+    starts = np.flatnonzero(flat[1:] & ~flat[:-1]) + 1
+    ends = np.flatnonzero(flat[:-1] & ~flat[1:]) + 1
+    if flat[0]:
+        ends = ends[1:]
+    if flat[-1]:
+        starts = starts[:-1]
     ok = (starts >= 2) & (ends + 2 <= len(x))
     starts, ends = starts[ok], ends[ok]
     ok = ~flat[starts - 2] & ~flat[ends + 1]
-    return [(int(s), int(e), sign) for s, e in zip(starts[ok], ends[ok], strict=True)]
+    return starts[ok], ends[ok]
 
 
 # Float files may go past full scale (1), but not by this much: no recording is 120 dB

@@ -79,14 +79,22 @@ class Result:
         return bool(self.text)
 
 
-def _is_silent(audio: np.ndarray) -> bool:
-    """No 10 ms frame reaches SILENCE_DB: digital silence or the faintest hiss."""
+def frame_power(audio: np.ndarray) -> np.ndarray:
+    """Mean power of each whole 10 ms frame (float64), for _is_silent and speech_regions,
+    which a short recording's decoding calls one after the other."""
     frame = SAMPLE_RATE // 100
-    usable = len(audio) // frame * frame
-    if usable == 0:
+    n = len(audio) // frame
+    return np.square(audio[: n * frame], dtype=np.float64).reshape(n, frame).mean(axis=1)
+
+
+def _is_silent(audio: np.ndarray, power: np.ndarray | None = None) -> bool:
+    """No 10 ms frame reaches SILENCE_DB: digital silence or the faintest hiss. `power`:
+    frame_power(audio), where the caller has it."""
+    if power is None:
+        power = frame_power(audio)
+    if len(power) == 0:
         return (len(audio) == 0 or float(np.mean(np.square(audio, dtype=np.float64)))
                 < 10 ** (SILENCE_DB / 10))
-    power = np.square(audio[:usable], dtype=np.float64).reshape(-1, frame).mean(axis=1)
     return float(power.max()) < 10 ** (SILENCE_DB / 10)
 
 
@@ -103,20 +111,22 @@ def _percentile_10(values: np.ndarray) -> float:
     return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
-def speech_regions(audio: np.ndarray) -> list[tuple[int, int]]:
+def speech_regions(audio: np.ndarray,
+                   power: np.ndarray | None = None) -> list[tuple[int, int]]:
     """(start, end) samples of the louder stretches of a short recording, found in one
     vectorised pass: frames well above the recording's own noise floor, with short gaps
     closed and short blips dropped.
 
     A whole short file needs no streaming: its floor comes from all of it, so speech at
     its very first sample is found too (the streaming segmenter, speechrnn.vad, has to
-    learn the floor as it goes and can miss a word there).
+    learn the floor as it goes and can miss a word there). `power`: frame_power(audio),
+    where the caller has it.
     """
     frame = SAMPLE_RATE // 100
-    n = len(audio) // frame
-    if n == 0:
+    if power is None:
+        power = frame_power(audio)
+    if len(power) == 0:
         return []
-    power = np.square(audio[: n * frame], dtype=np.float64).reshape(n, frame).mean(axis=1)
     db = 10 * np.log10(np.maximum(power, 1e-12))
     peak = db.max()
     floor = np.percentile(db, 10) if np.isnan(peak) else _percentile_10(db)
@@ -266,9 +276,10 @@ class Recognizer:
     def _short(self, audio: np.ndarray) -> list[Segment]:
         """A short recording: its speech decoded as a whole, or region by region if it
         holds several commands."""
-        if _is_silent(audio):
+        power = frame_power(audio)
+        if _is_silent(audio, power):
             return []
-        regions = speech_regions(audio)
+        regions = speech_regions(audio, power)
         found = self._decode_pieces([speech_piece(audio, regions=regions)])
         if found or len(regions) < 2:
             return found
