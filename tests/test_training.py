@@ -237,6 +237,30 @@ def test_random_eq_follows_its_gain_curve_and_the_augmenter_applies_it():
     assert np.isfinite(coloured).all() and np.abs(coloured).max() <= 1.0
 
 
+def test_transients_are_short_bursts_and_the_augmenter_mixes_them_in():
+    from training.augment import transients
+
+    x = transients(48000, np.random.default_rng(3))
+    assert x.shape == (48000,) and x.dtype == np.float32
+    assert np.abs(x).max() == pytest.approx(1.0, abs=1e-3)
+    frames = np.sqrt(np.mean(x[:48000 // 160 * 160].reshape(-1, 160) ** 2, axis=1))
+    # Impulsive: loud moments and long near-silences between them, unlike steady noise.
+    assert np.mean(frames < 0.01 * frames.max()) > 0.3
+    assert np.mean(x ** 4) / np.mean(x ** 2) ** 2 > 20  # Gaussian noise: 3
+    assert np.array_equal(x, transients(48000, np.random.default_rng(3)))
+    assert not np.array_equal(x, transients(48000, np.random.default_rng(4)))
+    assert np.isfinite(transients(10, np.random.default_rng(0))).all()
+
+    clean = tone(0.5, 440)
+    config = dict(PLAIN, gain_db=(0.0, 0.0))  # the same draws otherwise
+    plain = Augmenter(AugmentConfig(**config), seed=1)(clean)
+    hit = Augmenter(AugmentConfig(**config, p_transients=1.0, transients_snr_db=(0.0, 0.0)),
+                    seed=1)(clean)
+    assert plain.shape == hit.shape and np.isfinite(hit).all()
+    residue = hit / np.abs(hit).max() - plain / np.abs(plain).max()
+    assert np.sqrt(np.mean(residue ** 2)) > 0.05  # 0 dB: as loud as the tone
+
+
 def test_codec_round_trip_loses_more_at_lower_bit_rates_and_the_augmenter_applies_it():
     from training.augment import codec_round_trip
 

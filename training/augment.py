@@ -66,6 +66,10 @@ class AugmentConfig:
     # once and cache before trying more.
     p_codec: float = 0.0
     codec_level: tuple[float, float] = (0.9, 0.98)
+    # Impulsive sounds over the speech (typing, knocks, dishes, drum hits): short bursts
+    # at random times (`transients`), mixed at their own SNR after the other noise.
+    p_transients: float = 0.0
+    transients_snr_db: tuple[float, float] = (0.0, 25.0)
     gain_db: tuple[float, float] = (-18.0, 6.0)
     pad_seconds: tuple[float, float] = (0.0, 0.4)  # silence re-added at each end
     p_tight: float = 0.25  # share of synthetic clips cut tight to the speech, like real ones
@@ -130,6 +134,42 @@ def overdrive(audio: np.ndarray, fraction: float) -> np.ndarray:
     if level <= 0.0:
         return audio
     return np.clip(audio, -level, level) / level
+
+
+def transients(n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` samples of impulsive sound, peak 1: 1-12 events a second at random times, each
+    a click (a band-passed noise burst dying in 1-10 ms), a knock (a low tone with a noisy
+    attack, 10-60 ms) or a clink (two to four high partials ringing 20-150 ms), each at its
+    own level within 12 dB."""
+    out = np.zeros(n)
+    count = rng.poisson(rng.uniform(1.0, 12.0) * n / SAMPLE_RATE)
+    for at in rng.integers(0, max(1, n), size=count):
+        kind = rng.random()
+        if kind < 0.5:
+            tau = rng.uniform(0.001, 0.010)
+            length = int(5 * tau * SAMPLE_RATE)
+            # A resonator at 0.5-6 kHz (the audio cookbook's band-pass, Q 0.7-4): its
+            # coefficients in closed form, where designing a filter cost a millisecond.
+            w0 = 2 * np.pi * np.exp(rng.uniform(np.log(500.0), np.log(6000.0))) / SAMPLE_RATE
+            alpha = np.sin(w0) / (2 * rng.uniform(0.7, 4.0))
+            event = signal.lfilter([alpha, 0.0, -alpha],
+                                   [1 + alpha, -2 * np.cos(w0), 1 - alpha],
+                                   rng.standard_normal(length))
+        else:
+            low = kind < 0.75
+            tau = rng.uniform(0.010, 0.060) if low else rng.uniform(0.020, 0.150)
+            length = int(5 * tau * SAMPLE_RATE)
+            t = np.arange(length) / SAMPLE_RATE
+            freqs = ([rng.uniform(60.0, 400.0)] if low
+                     else rng.uniform(2000.0, 7500.0, size=rng.integers(2, 5)))
+            event = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) for f in freqs)
+            if low:  # the knock's noisy attack
+                event = event + rng.standard_normal(length) * np.exp(-t / 0.003)
+        event = event * np.exp(-np.arange(length) / (tau * SAMPLE_RATE))
+        event *= 10 ** (rng.uniform(-12.0, 0.0) / 20) / (np.abs(event).max() + 1e-9)
+        end = min(n, at + length)
+        out[at:end] += event[:end - at]
+    return (out / (np.abs(out).max() + 1e-9)).astype(np.float32)
 
 
 EQ_POINTS = (100.0, 250.0, 600.0, 1500.0, 3500.0, 8000.0)  # Hz, for random_eq
@@ -255,6 +295,9 @@ class Augmenter:
         if rng.random() < c.p_noise:
             audio = mix_at_snr(audio, self._noise(len(audio)), rng.uniform(*c.snr_db))
         # Drawn only when on, so configs without them keep their random streams.
+        if c.p_transients and rng.random() < c.p_transients:
+            audio = mix_at_snr(audio, transients(len(audio), rng),
+                               rng.uniform(*c.transients_snr_db))
         if c.p_eq and rng.random() < c.p_eq:
             audio = random_eq(audio, rng.uniform(-c.eq_db, c.eq_db, size=len(EQ_POINTS)))
         if c.p_clip and rng.random() < c.p_clip:
