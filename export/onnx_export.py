@@ -32,6 +32,9 @@ Metadata (ONNX metadata_props, every value a string) -- a contract, keys are sta
                       user gives none
     description       one-line human description of the model
     quantization      "none" or "dynamic-int8"
+    verifier          optional: JSON of a second-stage verifier (speechrnn.verifier), added
+                      by `python -m training.fit_verifier`; where present its probability
+                      replaces the command confidence
 """
 
 from __future__ import annotations

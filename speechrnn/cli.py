@@ -21,7 +21,7 @@ from speechrnn.audio import AUDIO_EXTENSIONS
 
 # Kept in step with speechrnn.recognizer.DEFAULT_THRESHOLD (a test checks); not imported
 # from there so `--help` stays instant.
-DEFAULT_THRESHOLD = 0.6
+DEFAULT_THRESHOLD = 0.75
 PROGRESS_MIN_FILES = 20
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE = 0, 1, 2
@@ -41,7 +41,8 @@ voice activity, so a file of hours needs little memory. Any sample rate from 4 t
 mono.
 
 Every command's CTC likelihood is compared with the others and with "none of these"
-(the best free transcriptions that are not commands); a segment whose best command has
+(the best free transcriptions that are not commands), and where the model carries a
+verifier it turns that into the confidence; a segment whose best command has
 a confidence below --threshold (default {DEFAULT_THRESHOLD}, chosen from false alarms
 against misses on held-out voices) is rejected, so other words and noise give no
 command.

@@ -22,7 +22,7 @@ import numpy as np
 from speechrnn.cli import add_decoder_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_THRESHOLD = 0.6  # as speechrnn.recognizer.DEFAULT_THRESHOLD; not imported for speed
+DEFAULT_THRESHOLD = 0.75  # as speechrnn.recognizer.DEFAULT_THRESHOLD; not imported for speed
 METER_DB = 60.0  # the level meter spans -60..0 dB full scale
 STATUS_EVERY = 0.1  # seconds between redraws of the status line
 

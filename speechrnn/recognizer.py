@@ -22,14 +22,13 @@ from speechrnn.commands import CommandsError, load_commands, normalize_commands
 from speechrnn.decoding import DEFAULT_BEAM_WIDTH, CommandScorer, free_decode
 from speechrnn.session import ModelError, ModelSession
 
-# Confidence below which a command is rejected, chosen for model 0.6.0 from the curve of
-# false rejects against false accepts an hour (benchmarks/results/false_alarms.md): from
-# 0.5 to 0.6 false accepts fall from 81 to 57 an hour (music's nearly halve) for 1.4
-# points more false rejects (29.9 -> 31.3 %); past 0.6 each 10 fewer an hour costs 3
-# points or more. On the real recordings of transcribe.md wrong commands fall from 8.4 to
-# 5.9 % for 2.1 points fewer recognized; clips scored 0.4-0.6 are right only 45 % of the
-# time. README, "How it decides".
-DEFAULT_THRESHOLD = 0.6
+# Confidence below which a command is rejected, read for model 0.6.0 and its verifier off
+# the curve of false rejects against false accepts an hour
+# (benchmarks/results/false_alarms.md): at 0.75 the held-out voices' commands are missed
+# as often as with 0.6 on the plain confidence before the verifier (29.0 %), with 39
+# false accepts an hour instead of 57. A model without a verifier at 0.75 sat at 37 an
+# hour and 33.5 % misses. README, "How it decides".
+DEFAULT_THRESHOLD = 0.75
 SHORT_SECONDS = 10.0  # files up to this long are decoded whole
 BLOCK_SECONDS = 10.0  # read size for long files; bounds memory
 REGION_GAP = 0.3  # pauses shorter than this (seconds) stay inside one speech region
@@ -175,6 +174,8 @@ class Recognizer:
     threshold: confidence below which a command is rejected (default DEFAULT_THRESHOLD;
         in free mode nothing is rejected unless a threshold is given).
     free: transcribe without a command list (CTC prefix beam search).
+    verify: where the model carries a verifier (speechrnn.verifier), its probability that
+        the best command is right is the confidence; False keeps the decoder's own.
     Raises ModelError or CommandsError with one sentence when either cannot be used.
 
     Thread-safe: decoding changes nothing in a Recognizer (onnxruntime's run is
@@ -186,7 +187,7 @@ class Recognizer:
     def __init__(self, model: str | Path | ModelSession | None = None,
                  commands: str | Path | Sequence[str] | None = None,
                  threshold: float | None = None, *, free: bool = False, threads: int = 1,
-                 beam_width: int = DEFAULT_BEAM_WIDTH):
+                 beam_width: int = DEFAULT_BEAM_WIDTH, verify: bool = True):
         self.session = model if isinstance(model, ModelSession) else ModelSession(model,
                                                                                   threads)
         self.info = self.session.info
@@ -211,6 +212,7 @@ class Recognizer:
         self.beam_width = beam_width
         self.scorer = None if free else CommandScorer(
             self.commands, tokens, self.info.blank_index, beam_width=beam_width)
+        self.verifier = self.info.verifier if verify and not free else None
 
     # -- decoding stretches of audio (also what the stream engine uses) ----------------
 
@@ -222,8 +224,12 @@ class Recognizer:
             accepted = free.text if free.confidence >= self.threshold else ""
             return Result(accepted, free.confidence, free.text)
         match = self.scorer.score(log_probs)
-        accepted = match.command if match.confidence >= self.threshold else ""
-        return Result(accepted, match.confidence, match.command)
+        confidence = match.confidence
+        if self.verifier is not None and match.command:
+            confidence = self.verifier(log_probs, confidence, match.command,
+                                       self.info.tokens, self.info.blank_index)
+        accepted = match.command if confidence >= self.threshold else ""
+        return Result(accepted, confidence, match.command)
 
     def recognize(self, audio: np.ndarray) -> Result:
         """Verdict on 16 kHz mono float32 audio holding at most one command."""

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from speechrnn.audio import declip
+from speechrnn.verifier import METADATA_KEY as VERIFIER_KEY
+from speechrnn.verifier import Verifier
 
 MODEL_FORMAT = "1"
 REQUIRED_KEYS = ("speechrnn.format", "tokens", "blank_index", "sample_rate", "frame_rate",
@@ -47,6 +49,7 @@ class ModelInfo:
     description: str
     features: dict
     metadata: dict[str, str]  # every metadata_props entry, as stored
+    verifier: Verifier | None = None  # replaces the command confidence where present
 
 
 def parse_metadata(metadata: dict[str, str], path: str) -> ModelInfo:
@@ -74,12 +77,19 @@ def parse_metadata(metadata: dict[str, str], path: str) -> ModelInfo:
             or not all(isinstance(c, str) and c for c in commands)):
         raise ModelError(f"model {path} has inconsistent metadata (tokens, blank_index, rates "
                          "or default_commands); re-export it")
+    verifier = None
+    if VERIFIER_KEY in metadata:
+        try:
+            verifier = Verifier.from_json(metadata[VERIFIER_KEY])
+        except ValueError as e:
+            raise ModelError(f"model {path} has a malformed verifier ({e}); fit it again with "
+                             "`python -m training.fit_verifier`") from e
     return ModelInfo(path=path, tokens=tokens, blank_index=blank, sample_rate=sample_rate,
                      frame_rate=frame_rate, hop_samples=hop, default_commands=commands,
                      model_version=metadata.get("model_version", ""),
                      training_data=metadata.get("training_data", ""),
                      description=metadata.get("description", ""), features=features,
-                     metadata=dict(metadata))
+                     metadata=dict(metadata), verifier=verifier)
 
 
 class ModelSession:

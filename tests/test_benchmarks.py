@@ -75,8 +75,8 @@ def test_confusion_counts_outputs_per_command():
 
 def test_peer_threshold_matches_speechrnn_rejection():
     no_cmd = [("", Verdict("a", c), Verdict("a", p))
-              for c, p in [(0.2, 0.5), (0.3, 0.9), (0.7, 0.95)]]
-    # speechrnn rejects 2 of 3 at 0.5; the peer needs a threshold above 0.9 for that.
+              for c, p in [(0.2, 0.5), (0.3, 0.9), (0.99, 0.95)]]
+    # speechrnn rejects 2 of 3 at its default; the peer needs a threshold above 0.9 for that.
     assert matched_threshold({"s": no_cmd}) == pytest.approx(0.91)
 
 
@@ -501,9 +501,8 @@ def test_cpu_name_tells_apart_machines_that_share_a_brand_name():
     assert cpu_name("model name\t: Some CPU\n") == "Some CPU"
 
 
-def test_verifier_study_scores_misses_at_false_accept_targets_and_fits_a_separator():
-    from benchmarks.study_verifier import Logistic, design, misses_at, piece_features
-    from speechrnn.recognizer import Recognizer
+def test_verifier_study_scores_misses_at_false_accept_targets():
+    from benchmarks.study_verifier import misses_at
 
     hits = np.array([True, True, True, False])
     clips = np.array([0.9, 0.7, 0.4, 0.95])
@@ -514,15 +513,3 @@ def test_verifier_study_scores_misses_at_false_accept_targets_and_fits_a_separat
     assert misses_at(hits, clips, hour, 1.0, (0, 1, 2, 4)) == [0.75, 0.5, 0.25, 0.25]
     assert misses_at(hits, clips, hour, 0.5, (2,)) == [0.5]  # half an hour: 1 accept = 2/h
     assert misses_at(hits, clips, hour * 0 + 1.0, 1.0, (0,)) == [None]
-
-    rng = np.random.default_rng(0)
-    x = np.vstack([rng.normal(1.0, 0.5, (200, 4)), rng.normal(-1.0, 0.5, (200, 4))])
-    y = np.r_[np.ones(200), np.zeros(200)]
-    p = Logistic(x, y)(x)
-    assert np.mean((p > 0.5) == (y == 1)) > 0.98
-
-    recognizer = Recognizer(commands=["yes", "no"], threshold=0.0)
-    best, feats = piece_features(recognizer, word(0.6, seed=1))
-    assert best in ("yes", "no") and len(feats) == 4
-    assert 0.0 <= feats[0] <= 1.0 and 0.0 <= feats[1] <= 1.0 and feats[2] >= 0.0
-    assert design([feats]).shape == (1, 4) and np.isfinite(design([feats])).all()
