@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.scoring import long_form_segments
+from benchmarks.testsets import says_a_command
 from speechrnn.audio import SAMPLE_RATE, AudioError, read_audio
 from speechrnn.recognizer import (
-    CONTEXT,
     Recognizer,
     _is_silent,
     frame_power,
@@ -72,11 +73,6 @@ def _stretch(noise: np.ndarray, n: int, rng: random.Random) -> np.ndarray:
     return noise[start:start + n]
 
 
-def _says_a_command(text: str, commands: list[str]) -> bool:
-    padded = f" {text} "
-    return any(f" {c} " in padded for c in commands)
-
-
 def training_material(recognizer: Recognizer, config: Path, clips: int = 2500,
                       minutes: float = 40.0, seed: int = 5):
     """(inputs of the command clips, whether each was right, inputs of the command-free
@@ -99,9 +95,9 @@ def training_material(recognizer: Recognizer, config: Path, clips: int = 2500,
             if not row or row.get("source") in spec.get("held_out_sources", []):
                 continue
             text = normalize_text(row.get("text") or "")
-            if text not in spec.get("held_out_words", []) and not _says_a_command(text, commands):
+            if text not in spec.get("held_out_words", []) and not says_a_command(text, commands):
                 real_other.append(str(manifest.parent / row["path"]))
-    synth_other = [u.path for u in train if u.text and not _says_a_command(u.text, commands)]
+    synth_other = [u.path for u in train if u.text and not says_a_command(u.text, commands)]
     said = [u for u in train if u.text in commands]
     if not said or not synth_other:
         raise FileNotFoundError(f"the synthetic corpus {data.synth_manifest} has no training "
@@ -147,29 +143,22 @@ def training_material(recognizer: Recognizer, config: Path, clips: int = 2500,
                 yield np.clip(out, -1, 1).astype(np.float32)
                 buffer = buffer[step:]
 
-    from speechrnn.stream import StreamEngine
+    def counted(it: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        with tqdm(total=int(minutes * 6), desc="command-free audio", unit="10 s",
+                  disable=None) as bar:
+            for block in it:
+                bar.update(1)
+                yield block
 
     free_inputs = []
+
+    def take(piece: np.ndarray) -> None:
+        if len(piece):
+            free_inputs.append(piece_inputs(recognizer, piece)[1])
+
     # Cut as users' streams are cut: at the default threshold, by the decoder's confidence.
-    engine = StreamEngine(Recognizer(recognizer.session, recognizer.commands, verify=False),
-                          partials=False)
-    recent, recent_start = np.zeros(0, np.float32), 0  # stream sample of recent[0]
-    bar = tqdm(total=int(minutes * 6), desc="command-free audio", unit="10 s", disable=None)
-    for block in [*blocks(), None]:
-        events = engine.flush() if block is None else engine.process(block)
-        if block is not None:
-            recent = np.concatenate([recent, block])
-            bar.update(1)
-        for e in events:
-            if e.type in ("command", "rejected"):
-                a = max(0, int((e.start - CONTEXT) * SAMPLE_RATE) - recent_start)
-                b = max(a, int((e.end + CONTEXT) * SAMPLE_RATE) - recent_start)
-                if b > a:
-                    free_inputs.append(piece_inputs(recognizer, recent[a:b])[1])
-        if len(recent) > 60 * SAMPLE_RATE:
-            recent_start += len(recent) - 60 * SAMPLE_RATE
-            recent = recent[-60 * SAMPLE_RATE:]
-    bar.close()
+    long_form_segments(Recognizer(recognizer.session, recognizer.commands, verify=False),
+                       counted(blocks()), on_piece=take)
     return np.array(hit_inputs), np.array(hits), np.array(free_inputs)
 
 
