@@ -301,7 +301,7 @@ def ms(x: np.ndarray, q: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None,
-                   help="ONNX model (default: the bundled speechrnn/models/speechrnn.onnx)")
+                   help="ONNX model (default: the bundled speechrnn/models/speechrnn.int8.onnx)")
     p.add_argument("--commands", type=Path, default=None,
                    help="command list (default: the model's own)")
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST,

@@ -241,7 +241,7 @@ def long_file_accuracy(jsonl: Path, inserted) -> tuple[int, int, int]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None,
-                   help="ONNX model (default: the bundled speechrnn/models/speechrnn.onnx)")
+                   help="ONNX model (default: the bundled speechrnn/models/speechrnn.int8.onnx)")
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST,
                    help=f"JSONL manifest of real clips (default: {DEFAULT_MANIFEST})")
     p.add_argument("--noise-dir", type=Path, default=DEFAULT_NOISE,
