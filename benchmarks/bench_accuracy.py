@@ -11,11 +11,10 @@ runs this with the rest of the suite.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -40,9 +39,6 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "accuracy.md"
 FULL = {"synthetic": 320, "phrases": 240, "real-speaker": 320, "real-word": 160,
         "manifest": None}
 QUICK = {"synthetic": 24, "phrases": 16, "real-speaker": 24, "real-word": 12, "manifest": 24}
-# Speed: clips of each set timed under every condition, and how many passes each system
-# makes over them (the median pass is reported).
-SPEED_CLIPS, QUICK_SPEED_CLIPS, SPEED_PASSES = 40, 4, 3
 
 
 @dataclass
@@ -56,15 +52,6 @@ class Scored:
 
 
 @dataclass
-class Speed:
-    """Compute time of each timed pass over one set's speed trials."""
-    clips: int
-    seconds: float  # audio in one pass
-    ours: list[float]
-    peer: list[float]  # empty without the peer
-
-
-@dataclass
 class AccuracyRun:
     sets: list[testsets.TestSet]
     conditions: list[str]
@@ -73,7 +60,6 @@ class AccuracyRun:
     peer_note: str
     seconds: float
     voices: bool  # whether cafe noise (held-out voices) was available
-    speed: dict[str, Speed] = field(default_factory=dict)
 
     def of(self, set_name: str | None = None, condition: str | None = None,
            kind: str | None = None) -> list[Scored]:
@@ -124,10 +110,12 @@ def load_sets(counts: dict, manifests: list[str], commands_file: Path | None,
     return sets, voices
 
 
+CHUNK = 16  # clips whose trials the two systems take in turn
+
+
 def _trials(s: testsets.TestSet, conditions: list, desc: str):
     """(clip index, clip, condition, audio, rate) for every clip of a set under every
-    condition; deterministic, so a second pass gives the same audio (made again rather
-    than kept: a user's manifest set may be any size)."""
+    condition, made as they are asked for (a user's manifest set may be any size)."""
     for i, clip in enumerate(tqdm(s.clips, desc=desc, disable=None)):
         audio = clip.audio()
         for c in conditions:
@@ -135,28 +123,38 @@ def _trials(s: testsets.TestSet, conditions: list, desc: str):
             yield i, clip, c, x, rate
 
 
-def run(sets: list[testsets.TestSet], voices: list, recognizer: Recognizer,
-        use_peer: bool = True, speed_clips: int = SPEED_CLIPS,
-        passes: int = SPEED_PASSES) -> AccuracyRun:
-    """Every clip of every set under every condition, through both systems; then each
-    set's speed (`timed`).
+def _chunks(trials, size: int):
+    chunk = []
+    for trial in trials:
+        chunk.append(trial)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
-    Each system goes over a set's clips in a pass of its own: calling the two in turn on
-    every clip made each slower, because each evicts the other's data from the CPU caches
-    (speechrnn's real-time factor 0.0011 alone against 0.0015 interleaved), and a user
-    runs one recognizer, not both.
+
+def run(sets: list[testsets.TestSet], voices: list, recognizer: Recognizer,
+        use_peer: bool = True) -> AccuracyRun:
+    """Every clip of every set under every condition, through both systems.
+
+    The two take turns by chunks: the trials of CHUNK clips are made and held in memory,
+    speechrnn decodes them all, then PocketSphinx does. Calling the two in turn on every
+    clip made each slower, as each evicted the other's data from the CPU caches
+    (speechrnn's real-time factor 0.0011 alone against 0.0015 interleaved). Two whole
+    passes, each trial's audio (noise, rooms, resampling) made just before its call,
+    left speechrnn's caches cold too: on the same clips and machine, speechrnn 0.0013 and
+    PocketSphinx 0.0161 that way against 0.0011 and 0.0160 in turns of a chunk from
+    memory; and the ratio swung from 7.8x to 11.4x between such runs on one machine. A
+    user runs one recognizer over their audio, not both, and no noise generator. Turns
+    keep each system's caches its own, and a slowdown of the shared machine falls on both.
     """
     start = time.perf_counter()
     conditions = cond.conditions(voices)
     scored: list[Scored] = []
-    speed: dict[str, Speed] = {}
     note = ""
     for s in sets:
         ours = Recognizer(recognizer.session, s.commands, threshold=0.0)
-        first = len(scored)
-        for i, clip, c, x, rate in _trials(s, conditions, s.name):
-            scored.append(Scored(s.name, c.name, i, clip, speechrnn_verdict(ours, x, rate),
-                                 None))
         peer = None
         if use_peer:
             try:
@@ -164,62 +162,19 @@ def run(sets: list[testsets.TestSet], voices: list, recognizer: Recognizer,
             except PeerUnavailable as e:
                 note = str(e)
                 use_peer = False
-        if peer is not None:
-            if peer.missing:
-                note += (f" On {s.name}, PocketSphinx's dictionary lacks "
-                         f"{', '.join(peer.missing)}.")
-            trials = _trials(s, conditions, f"{s.name} (PocketSphinx)")
-            for item, (i, _, c, x, rate) in zip(scored[first:], trials, strict=True):
-                assert (item.index, item.condition) == (i, c.name)
-                item.peer = peer.verdict(x, rate)
-        speed[s.name] = timed(s, conditions, ours, peer, speed_clips, passes)
+        if peer is not None and peer.missing:
+            note += f" On {s.name}, PocketSphinx's dictionary lacks {', '.join(peer.missing)}."
+        for chunk in _chunks(_trials(s, conditions, s.name), CHUNK * len(conditions)):
+            items = [Scored(s.name, c.name, i, clip, speechrnn_verdict(ours, x, rate), None)
+                     for i, clip, c, x, rate in chunk]
+            if peer is not None:
+                for item, (_, _, _, x, rate) in zip(items, chunk, strict=True):
+                    item.peer = peer.verdict(x, rate)
+            scored += items
     run = AccuracyRun(sets, [c.name for c in conditions], scored, 0.0, note,
-                      time.perf_counter() - start, bool(voices), speed)
+                      time.perf_counter() - start, bool(voices))
     run.peer_threshold = matched_peer_threshold(run)
     return run
-
-
-def timed(s: testsets.TestSet, conditions: list, ours: Recognizer,
-          peer: PocketSphinx | None, clips: int, passes: int) -> Speed:
-    """Each system's compute time over `clips` of the set (spread over it) under every
-    condition, the audio made beforehand and held in memory, in `passes` passes: ours,
-    then the peer's, and again.
-
-    The accuracy pass times every clip too, but it makes each condition's audio between
-    clips, which leaves the CPU caches cold for the next call: speechrnn's millisecond per
-    clip suffers more from that than PocketSphinx's twenty, and from whatever else the
-    machine is doing (2-core shared machine: 7.8x to 11.4x PocketSphinx from one run of
-    the suite to the next). Separate passes over the same audio and their median make
-    the figure repeatable; nothing else runs between the calls being timed.
-    """
-    step = max(1, len(s.clips) // max(1, clips))
-    trials = [c.apply(audio, i) for i in range(0, len(s.clips), step)[:clips]
-              for audio in [s.clips[i].audio()] for c in conditions]
-    seconds = sum(len(x) / rate for x, rate in trials)
-    speed = Speed(len(trials) // max(1, len(conditions)), seconds, [], [])
-    for _ in tqdm(range(passes), desc=f"{s.name} (speed)", disable=None):
-        speed.ours.append(sum(speechrnn_verdict(ours, x, rate).compute for x, rate in trials))
-        if peer is not None:
-            speed.peer.append(sum(peer.verdict(x, rate).compute for x, rate in trials))
-    return speed
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def speed_figures(speeds: list[Speed]) -> dict:
-    """Median real-time factor of each system over the passes, their ratio, and the
-    lowest and highest ratio of a single pass, over these sets together."""
-    seconds = sum(x.seconds for x in speeds)
-    passes = min((len(x.ours) for x in speeds), default=0)
-    ours = [sum(x.ours[p] for x in speeds) / seconds for p in range(passes)]
-    has_peer = passes and all(len(x.peer) == len(x.ours) for x in speeds)
-    peer = [sum(x.peer[p] for x in speeds) / seconds for p in range(passes)] if has_peer else []
-    ratios = [b / a for a, b in zip(ours, peer, strict=False) if a > 0]
-    return {"rtf": median(ours), "peer_rtf": median(peer) if peer else None,
-            "passes": passes, "seconds": seconds,
-            "ratio_range": (min(ratios), max(ratios)) if ratios else None}
 
 
 def rejection(items: list[Scored], threshold: float, peer: bool = False) -> float:
@@ -273,7 +228,8 @@ def summary(run: AccuracyRun) -> dict:
                       "peer": rates(items, run.peer_threshold, True) if items and
                       items[0].peer else None}
         out["sets"][s.name] = row
-    out.update(speed_figures(list(run.speed.values())))
+    out["rtf"] = rtf(run.scored)
+    out["peer_rtf"] = rtf(run.scored, True) if run.scored and run.scored[0].peer else None
     out["peer_threshold"] = run.peer_threshold
     return out
 
@@ -340,40 +296,25 @@ def report(run: AccuracyRun, command: str) -> str:
     lines += _by_noise_kind(run, has_peer)
     lines += _per_command(run, has_peer)
     lines += _confusions(run)
-    lines += _speed(run, has_peer)
+    lines += ["", "## Speed on these clips", "",
+              "Real-time factor: compute time over audio time, one thread, every clip under "
+              "every condition (speechrnn: speech detection, model and decoder, as "
+              "`transcribe` spends them at the default threshold: a clip's speech regions "
+              "one by one only when its whole speech is rejected; PocketSphinx: "
+              "`process_raw` to `hyp`). The two take turns: the audio of "
+              f"{CHUNK} clips under every condition is made and held in memory, speechrnn "
+              "decodes it all, then PocketSphinx does, and so on (`run`'s docstring says "
+              "why).", "",
+              "| set | speechrnn RTF | PocketSphinx RTF | speechrnn faster by |",
+              "|---|---:|---:|---:|"]
+    for s in run.sets + [None]:
+        items = run.of(s.name) if s else run.scored
+        ours = rtf(items)
+        theirs = rtf(items, True) if has_peer else float("nan")
+        lines.append(f"| {s.name if s else 'all'} | {ours:.4f} | "
+                     f"{'–' if theirs != theirs else f'{theirs:.4f}'} | "
+                     f"{'–' if theirs != theirs else f'{theirs / ours:.1f}×'} |")
     return "\n".join(lines) + "\n"
-
-
-def _speed(run: AccuracyRun, has_peer: bool) -> list[str]:
-    passes = min((len(x.ours) for x in run.speed.values()), default=0)
-    clips = max((x.clips for x in run.speed.values()), default=0)
-    lines = ["", "## Speed on these clips", "",
-             "Real-time factor: compute time over audio time, one thread (speechrnn: speech "
-             "detection, model and decoder, as `transcribe` spends them at the default "
-             "threshold: a clip's speech regions one by one only when its whole speech is "
-             "rejected; PocketSphinx: `process_raw` to `hyp`). Timed on up to "
-             f"{clips} clips of each set under every condition, the audio made "
-             f"beforehand and held in memory, in {passes} passes of each system in turn "
-             "(speechrnn over them all, then PocketSphinx, and again); the median pass, "
-             "and the ratio's range over the passes.", "",
-             "| set | speechrnn RTF | PocketSphinx RTF | speechrnn faster by | range over passes |",
-             "|---|---:|---:|---:|---:|"]
-    for name, speeds in [(s.name, [run.speed[s.name]]) for s in run.sets
-                         if s.name in run.speed] + [("all", list(run.speed.values()))]:
-        f = speed_figures(speeds)
-        theirs = f["peer_rtf"] if has_peer and f["peer_rtf"] else float("nan")
-        if theirs == theirs:
-            low, high = f["ratio_range"]
-            peer = f"{theirs:.4f} | {theirs / f['rtf']:.1f}× | {low:.1f}–{high:.1f}×"
-        else:
-            peer = "– | – | –"
-        lines.append(f"| {name} | {f['rtf']:.4f} | {peer} |")
-    ours, theirs = rtf(run.scored), rtf(run.scored, True) if has_peer else float("nan")
-    lines += ["", "Timed within the accuracy pass instead, on every clip and condition, "
-              "each clip's audio made just before its call (cold CPU caches): speechrnn "
-              f"{ours:.4f}" + (f", PocketSphinx {theirs:.4f} ({theirs / ours:.1f}×)."
-                               if theirs == theirs else ".")]
-    return lines
 
 
 def _by_noise_kind(run: AccuracyRun, has_peer: bool) -> list[str]:
@@ -478,8 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no test set at hand: generate the synthetic corpus, put the real "
               "recordings at ../shared/data, or give --manifest NAME=FILE", file=sys.stderr)
         return 2
-    result = run(sets, voices, recognizer, not args.no_peer,
-                 QUICK_SPEED_CLIPS if args.quick else SPEED_CLIPS)
+    result = run(sets, voices, recognizer, not args.no_peer)
     command = "python benchmarks/bench_accuracy.py" + " ".join(
         [""] + (["--quick"] if args.quick else []) + [f"--manifest {m}" for m in args.manifest])
     args.out.parent.mkdir(parents=True, exist_ok=True)

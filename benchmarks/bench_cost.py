@@ -128,8 +128,8 @@ def speed_rows(results: Path) -> list[str]:
     if speed:
         rtf = float(speed[1])
         rows.append(f"| real-time factor, speechrnn | {rtf:.4f} ({1 / rtf:.0f}× real time) | "
-                    "`accuracy.md`: compute over audio time, the median of passes over each "
-                    "set's clips under every condition, one thread |")
+                    "`accuracy.md`: compute over audio time on every clip and condition, "
+                    "one thread |")
         if speed[2] != "–":
             rows.append(f"| real-time factor, PocketSphinx | {speed[2]} | the same clips |")
     latency = stream_latency(results / "stream.md")

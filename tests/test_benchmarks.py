@@ -334,10 +334,10 @@ def test_accuracy_runs_on_a_users_manifest_alone(tmp_path, monkeypatch, recogniz
     assert "music, hum, keyboard (" in text
 
 
-def test_accuracy_gives_each_system_its_own_pass_over_the_same_audio(tmp_path, monkeypatch,
-                                                                    recognizer):
+def test_accuracy_gives_the_systems_turns_over_the_same_audio(tmp_path, monkeypatch,
+                                                             recognizer):
     """The peer's verdicts line up with speechrnn's clip by clip and condition by
-    condition, though it runs after speechrnn has gone over the whole set."""
+    condition, though each system decodes a whole chunk of clips before the other."""
     pytest.importorskip("torch")
     from benchmarks import bench_accuracy
     from benchmarks.scoring import Verdict
@@ -370,32 +370,15 @@ def test_accuracy_gives_each_system_its_own_pass_over_the_same_audio(tmp_path, m
     manifest.write_text("".join(json.dumps({"path": f"{i}.wav", "text": t}) + "\n"
                                 for i, t in enumerate(["yes", "no"])))
     sets = [testsets.manifest_set("mine", manifest)]
-    run = bench_accuracy.run(sets, [], recognizer, use_peer=True, speed_clips=1, passes=2)
+    run = bench_accuracy.run(sets, [], recognizer, use_peer=True)
     n = len(run.scored)
-    assert n == 2 * 7 and calls[:2 * n] == ["ours"] * n + ["peer"] * n
+    assert n == 2 * 7 and calls == ["ours"] * n + ["peer"] * n  # both clips in one chunk
+    monkeypatch.setattr(bench_accuracy, "CHUNK", 1)
+    calls.clear()
+    run = bench_accuracy.run(sets, [], recognizer, use_peer=True)
+    assert calls == (["ours"] * 7 + ["peer"] * 7) * 2  # a clip's 7 conditions a turn
     assert len({s.ours.best for s in run.scored}) == n  # every trial's audio differs
     assert all(s.peer.best == s.ours.best for s in run.scored)
-    # Then the speed passes: one clip under the 7 conditions, each system in turn, twice.
-    assert calls[2 * n:] == (["ours"] * 7 + ["peer"] * 7) * 2
-    speed = run.speed["mine"]
-    assert speed.clips == 1 and speed.ours == speed.peer == [7e-3, 7e-3]
-    figures = bench_accuracy.summary(run)
-    assert figures["rtf"] == pytest.approx(7e-3 / speed.seconds)
-    assert figures["peer_rtf"] / figures["rtf"] == pytest.approx(1.0)
-    assert figures["ratio_range"] == pytest.approx((1.0, 1.0)) and figures["passes"] == 2
-
-
-def test_speed_figures_take_the_median_pass_over_all_sets():
-    from benchmarks.bench_accuracy import Speed, speed_figures
-
-    a = Speed(2, 10.0, ours=[0.01, 0.05, 0.02], peer=[0.1, 0.2, 0.3])
-    b = Speed(2, 30.0, ours=[0.03, 0.03, 0.02], peer=[0.3, 0.2, 0.1])
-    f = speed_figures([a, b])
-    # Per pass over 40 s: ours 0.001, 0.002, 0.001; the peer 0.01 in every pass.
-    assert f["rtf"] == pytest.approx(0.001) and f["peer_rtf"] == pytest.approx(0.01)
-    assert f["ratio_range"] == pytest.approx((5.0, 10.0)) and f["passes"] == 3
-    alone = speed_figures([Speed(2, 10.0, ours=[0.01], peer=[])])
-    assert alone["peer_rtf"] is None and alone["ratio_range"] is None
 
 
 def test_figures_of_the_other_scripts_are_read_from_their_tables(tmp_path):
