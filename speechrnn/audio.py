@@ -1,4 +1,5 @@
-"""Audio in: any WAV/FLAC/OGG (any rate, channel count, sample format) to 16 kHz mono float32.
+"""Audio in: any file libsndfile reads (WAV, FLAC, OGG Vorbis and Opus, MP3, AIFF, ...;
+any rate, channel count, sample format) to 16 kHz mono float32.
 
 Whole short files or bounded-memory blocks of long ones, resampled with soxr; a file
 that cannot be used raises AudioError with one sentence naming it.
@@ -16,7 +17,13 @@ import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16000
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+# Endings of the files a folder search picks up, by the libsndfile format that reads
+# them; MP3 needs libsndfile 1.1 or later (soundfile's wheels bring 1.2), Opus 1.0.29.
+EXTENSIONS_BY_FORMAT = {"WAV": (".wav",), "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"),
+                        "MP3": (".mp3",), "AIFF": (".aiff", ".aif"), "AU": (".au",),
+                        "CAF": (".caf",), "W64": (".w64",)}
+AUDIO_EXTENSIONS = tuple(e for name, endings in EXTENSIONS_BY_FORMAT.items()
+                         if name in sf.available_formats() for e in endings)
 # Rates a recording can have. A header is only a claim: a damaged one saying 1 Hz would
 # have the resampler make 16,000 samples of every one read (gigabytes from a small file).
 MIN_SAMPLE_RATE = 4000

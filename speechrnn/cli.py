@@ -94,11 +94,13 @@ def _jobs(text: str) -> int:
 def add_transcribe_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "transcribe", help="recognize commands in audio files",
-        description="Recognize spoken commands in audio files (WAV, FLAC, OGG) or folders "
-                    "of them, with times and confidences.",
+        description="Recognize spoken commands in audio files (WAV, FLAC, OGG, Opus, MP3, "
+                    "AIFF: whatever libsndfile reads) or folders of them, with times and "
+                    "confidences.",
         epilog=TRANSCRIBE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="audio file, or folder searched recursively for .wav, .flac, .ogg")
+                   help="audio file, or folder searched recursively for "
+                        + ", ".join(AUDIO_EXTENSIONS))
     add_decoder_options(p, "confidence (0-1) below which a segment is rejected (default: "
                            f"{DEFAULT_THRESHOLD}; with --free, 0)")
     p.add_argument("--format", choices=("text", "jsonl", "csv"), default="text",

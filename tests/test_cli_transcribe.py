@@ -71,6 +71,27 @@ def test_jsonl_has_one_object_per_file_in_order(capsys, plumbing, good_files):
     assert objects[0]["text"] in ("yes", "no", "stop", "turn on the light")
 
 
+def test_a_folder_search_finds_every_format_libsndfile_reads(capsys, plumbing, tmp_path):
+    from speechrnn.audio import AUDIO_EXTENSIONS
+
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    written = []
+    for name, fmt, subtype in [("a.mp3", "MP3", None), ("b.opus", "OGG", "OPUS"),
+                               ("c.aiff", "AIFF", None), ("d.au", "AU", None)]:
+        if fmt in sf.available_formats() and (subtype is None
+                                              or subtype in sf.available_subtypes(fmt)):
+            sf.write(folder / name, noise(1.0), 16000, format=fmt, subtype=subtype)
+            written.append(folder / name)
+    (folder / "e.m4a").write_bytes(b"not searched for")
+    assert ".mp3" in AUDIO_EXTENSIONS and ".opus" in AUDIO_EXTENSIONS  # pip's libsndfile
+    code, out, err = run(capsys, "transcribe", "--format", "jsonl", *plumbing, folder)
+    assert code == 0, err
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert [o["path"] for o in objects] == [str(p) for p in written]
+    assert all(o["error"] is None and o["segments"] for o in objects)
+
+
 def test_text_and_csv_formats(capsys, plumbing, good_files):
     code, out, _ = run(capsys, "transcribe", *plumbing, good_files)
     assert code == 0
