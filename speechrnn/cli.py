@@ -75,7 +75,8 @@ def add_decoder_options(p: argparse.ArgumentParser, threshold_help: str) -> None
     words = p.add_mutually_exclusive_group()
     words.add_argument("--commands", type=Path, metavar="FILE",
                        help="allowed commands, one a line (a word or a phrase); '#' starts a "
-                            "comment (default: the list stored in the model)")
+                            "comment; a threshold between slashes after a command is its own "
+                            "('jarvis /0.05/') (default: the list stored in the model)")
     words.add_argument("--free", action="store_true",
                        help="transcribe freely, without a command list (CTC beam search)")
     p.add_argument("--threshold", type=threshold_value, metavar="X", help=threshold_help)
@@ -254,7 +255,9 @@ def run_transcribe(args: argparse.Namespace) -> int:
     except (ModelError, CommandsError) as e:
         _error(str(e))
         return EXIT_USAGE
-    options["commands"] = recognizer.commands or None  # parsed once, not per worker
+    # Parsed once, not per worker; each command's own threshold goes with it.
+    options["commands"] = [f"{c} /{recognizer.thresholds[c]!r}/" if c in recognizer.thresholds
+                           else c for c in recognizer.commands] or None
     items = list(expand_paths(args.paths))
 
     try:

@@ -18,7 +18,12 @@ from speechrnn.audio import (
     read_audio,
     to_16k_mono,
 )
-from speechrnn.commands import CommandsError, load_commands, normalize_commands
+from speechrnn.commands import (
+    CommandsError,
+    load_command_list,
+    normalize_command_list,
+    normalize_commands,
+)
 from speechrnn.decoding import DEFAULT_BEAM_WIDTH, CommandScorer, free_decode
 from speechrnn.session import ModelError, ModelSession
 
@@ -172,7 +177,9 @@ class Recognizer:
     commands: a commands file (str or Path), a list of commands, or None for the list
         stored in the model.
     threshold: confidence below which a command is rejected (default DEFAULT_THRESHOLD;
-        in free mode nothing is rejected unless a threshold is given).
+        in free mode nothing is rejected unless a threshold is given). A command written
+        with its own threshold between slashes ("jarvis /0.05/", in a file or a list)
+        is held to that one instead (`thresholds`).
     free: transcribe without a command list (CTC prefix beam search).
     verify: where the model carries a verifier (speechrnn.verifier), its probability that
         the best command is right is the confidence; False keeps the decoder's own.
@@ -193,6 +200,7 @@ class Recognizer:
         self.info = self.session.info
         self.free = free
         tokens = self.info.tokens
+        self.thresholds: dict[str, float] = {}  # commands' own thresholds
         if free:
             self.commands: list[str] = []
         elif commands is None:
@@ -201,9 +209,9 @@ class Recognizer:
                                     "give a commands file or use free mode")
             self.commands = normalize_commands(self.info.default_commands, tokens)
         elif isinstance(commands, str | Path):
-            self.commands = load_commands(commands, tokens)
+            self.commands, self.thresholds = load_command_list(commands, tokens)
         else:
-            self.commands = normalize_commands(commands, tokens)
+            self.commands, self.thresholds = normalize_command_list(commands, tokens)
         if threshold is None:
             threshold = 0.0 if free else DEFAULT_THRESHOLD
         if not 0.0 <= threshold <= 1.0:
@@ -228,7 +236,8 @@ class Recognizer:
         if self.verifier is not None and match.command:
             confidence = self.verifier(log_probs, confidence, match.command,
                                        self.info.tokens, self.info.blank_index)
-        accepted = match.command if confidence >= self.threshold else ""
+        threshold = self.thresholds.get(match.command, self.threshold)
+        accepted = match.command if confidence >= threshold else ""
         return Result(accepted, confidence, match.command)
 
     def recognize(self, audio: np.ndarray) -> Result:

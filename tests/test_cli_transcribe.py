@@ -92,6 +92,23 @@ def test_a_folder_search_finds_every_format_libsndfile_reads(capsys, plumbing, t
     assert all(o["error"] is None and o["segments"] for o in objects)
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_commands_own_threshold_wins_over_the_option(capsys, plumbing, good_files,
+                                                       tmp_path, jobs):
+    """plumbing's --threshold 0 accepts something in every file; each command's own /1/
+    rejects them all again, in the parallel workers too."""
+    lenient, strict = tmp_path / "lenient.txt", tmp_path / "strict.txt"
+    lenient.write_text("yes\nno\nstop\n")
+    strict.write_text("yes /1/\nno /1/\nstop /1/\n")
+    for commands, accepted in [(lenient, True), (strict, False)]:
+        code, out, err = run(capsys, "transcribe", "--format", "jsonl", "--jobs", jobs,
+                             *plumbing, "--commands", commands, good_files)
+        assert code == 0, err
+        objects = [json.loads(line) for line in out.splitlines()]
+        assert len(objects) == 3
+        assert all(bool(o["segments"]) == accepted for o in objects), commands
+
+
 def test_text_and_csv_formats(capsys, plumbing, good_files):
     code, out, _ = run(capsys, "transcribe", *plumbing, good_files)
     assert code == 0

@@ -4,11 +4,14 @@ naming the file and line for every list that cannot be used.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from speechrnn.commands import (
     CommandsError,
+    load_command_list,
     load_commands,
+    normalize_command_list,
     normalize_commands,
     parse_commands,
 )
@@ -74,3 +77,52 @@ def test_list_given_in_code():
     assert normalize_commands(["Yes", "yes", "Go 2"]) == ["yes", "go two"]
     with pytest.raises(CommandsError, match="empty"):
         normalize_commands([])
+
+
+def test_a_command_may_carry_its_own_threshold(tmp_path):
+    path = tmp_path / "commands.txt"
+    path.write_text("yes\njarvis /0.05/  # my own word\nTurn on the light / 0.9 /\n"
+                    "jarvis\n7 /1/\n")
+    commands, thresholds = load_command_list(path)
+    assert commands == ["yes", "jarvis", "turn on the light", "seven"]
+    assert thresholds == {"jarvis": 0.05, "turn on the light": 0.9, "seven": 1.0}
+    assert load_commands(path) == commands
+    assert normalize_command_list(["No /0.2/", "stop"]) == (["no", "stop"], {"no": 0.2})
+
+
+@pytest.mark.parametrize("line", ["jarvis /high/", "jarvis /1.5/", "jarvis /-0.1/",
+                                  "jarvis //", "jarvis /nan/"])
+def test_a_bad_threshold_is_named(tmp_path, line):
+    path = tmp_path / "commands.txt"
+    path.write_text(f"yes\n{line}\n")
+    with pytest.raises(CommandsError, match=r"line 2: .*number from 0 to 1"):
+        load_commands(path)
+
+
+def test_one_command_cannot_have_two_thresholds():
+    with pytest.raises(CommandsError, match="two thresholds, 0.1 and 0.2"):
+        parse_commands(["stop /0.1/", "Stop! /0.2/"])
+
+
+def test_the_recognizer_holds_each_command_to_its_own_threshold(tiny_model_path):
+    from speechrnn.recognizer import Recognizer
+
+    plain = Recognizer(tiny_model_path, ["yes", "no"], threshold=0.0, verify=False)
+    rng = np.random.default_rng(0)
+    log_probs = np.log(rng.dirichlet(np.ones(len(plain.info.tokens)), size=30))
+    result = plain.decode(log_probs)
+    best, confidence = result.candidate, result.confidence
+    assert result.text == best and 0.0 < confidence < 1.0
+    other = "no" if best == "yes" else "yes"
+    above = min(1.0, confidence + 1e-6)
+    # Its own threshold above the confidence rejects it, whatever the global one says...
+    strict = Recognizer(plain.session, [f"{best} /{above!r}/", other], threshold=0.0,
+                        verify=False)
+    assert strict.thresholds == {best: above}
+    assert strict.decode(log_probs).text == "" and strict.decode(log_probs).candidate == best
+    # ... and one below accepts it under a global threshold that would reject it.
+    lenient = Recognizer(plain.session, [f"{best} /0/", other], threshold=1.0, verify=False)
+    assert lenient.decode(log_probs).text == best
+    # Another command's threshold changes nothing for this one.
+    assert Recognizer(plain.session, [best, f"{other} /0/"], threshold=1.0,
+                      verify=False).decode(log_probs).text == ""
