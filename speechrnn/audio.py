@@ -68,8 +68,8 @@ def open_audio(path: str | Path) -> sf.SoundFile:
     try:
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioError(f"{path} is not a readable audio file (WAV, FLAC or OGG), or its "
-                         "header is damaged") from e
+        raise AudioError(f"{path} is not a readable audio file (WAV, FLAC, OGG, MP3 or "
+                         "another format libsndfile reads), or its header is damaged") from e
     if f.frames == 0 or f.samplerate <= 0 or f.channels <= 0:
         f.close()
         raise AudioError(f"{path} holds no audio samples (zero length)")

@@ -12,7 +12,9 @@ import csv
 import importlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +25,7 @@ from speechrnn.audio import AUDIO_EXTENSIONS
 # from there so `--help` stays instant.
 DEFAULT_THRESHOLD = 0.75
 PROGRESS_MIN_FILES = 20
+STDIN = "-"  # the PATH that reads a recording from standard input
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -56,6 +59,7 @@ examples:
   speechrnn transcribe --commands samples/commands.txt --format jsonl samples/*.wav
   speechrnn transcribe --free recording.flac
   speechrnn transcribe --jobs 4 --format csv --output results.csv recordings/
+  sox talk.mp3 -t wav - | speechrnn transcribe -
 """
 
 
@@ -100,8 +104,9 @@ def add_transcribe_parser(subparsers) -> None:
                     "confidences.",
         epilog=TRANSCRIBE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="audio file, or folder searched recursively for "
-                        + ", ".join(AUDIO_EXTENSIONS))
+                   help="audio file, folder searched recursively for "
+                        + ", ".join(AUDIO_EXTENSIONS) + f", or {STDIN} for a recording "
+                        "piped to standard input")
     add_decoder_options(p, "confidence (0-1) below which a segment is rejected (default: "
                            f"{DEFAULT_THRESHOLD}; with --free, 0)")
     p.add_argument("--format", choices=("text", "jsonl", "csv"), default="text",
@@ -217,12 +222,25 @@ def _work(path: str):
     return _worker.transcribe(path)
 
 
+def _read_stdin() -> tuple[str | None, str | None]:
+    """(a temporary file holding standard input, or None and why not). Kept on disk, so
+    that a long recording is read in blocks like any file; the format is told from the
+    content, as for files."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return None, (f"{STDIN} reads a recording from standard input, but that is a "
+                      f"terminal; pipe one in (sox in.mp3 -t wav - | speechrnn transcribe -)")
+    with tempfile.NamedTemporaryFile(prefix="speechrnn-stdin-", delete=False) as f:
+        shutil.copyfileobj(sys.stdin.buffer, f)
+    return f.name, None
+
+
 def _transcripts(recognizer, options: dict, items: list[tuple[str, str | None]],
-                 jobs: int) -> Iterator:
-    """Transcripts of every item, in order; items that already failed pass through."""
+                 jobs: int, stdin_file: str | None = None) -> Iterator:
+    """Transcripts of every item, in order; items that already failed pass through.
+    STDIN is read from `stdin_file` and named "standard input" in errors."""
     from speechrnn.recognizer import Transcript
 
-    paths = [p for p, err in items if err is None]
+    paths = [stdin_file if p == STDIN else p for p, err in items if err is None]
     if jobs > 1 and len(paths) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -237,7 +255,15 @@ def _transcripts(recognizer, options: dict, items: list[tuple[str, str | None]],
         results = recognizer.transcribe_many(paths)
     try:
         for path, err in items:
-            yield Transcript(path=path, error=err) if err is not None else next(results)
+            if err is not None:
+                yield Transcript(path=path, error=err)
+                continue
+            transcript = next(results)
+            if path == STDIN:
+                transcript.path = STDIN
+                if transcript.error:
+                    transcript.error = transcript.error.replace(stdin_file, "standard input")
+            yield transcript
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -258,8 +284,17 @@ def run_transcribe(args: argparse.Namespace) -> int:
     # Parsed once, not per worker; each command's own threshold goes with it.
     options["commands"] = [f"{c} /{recognizer.thresholds[c]!r}/" if c in recognizer.thresholds
                            else c for c in recognizer.commands] or None
-    items = list(expand_paths(args.paths))
+    stdin_file, stdin_error = _read_stdin() if STDIN in args.paths else (None, None)
+    try:
+        return _transcribe_items(args, recognizer, options, stdin_file, stdin_error)
+    finally:
+        if stdin_file is not None:
+            os.unlink(stdin_file)
 
+
+def _transcribe_items(args: argparse.Namespace, recognizer, options: dict,
+                      stdin_file: str | None, stdin_error: str | None) -> int:
+    items = [(p, stdin_error if p == STDIN else err) for p, err in expand_paths(args.paths)]
     try:
         out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     except OSError as e:
@@ -272,7 +307,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
     failed = 0
     try:
         writer = Writer(out, args.format)
-        for transcript in _transcripts(recognizer, options, items, args.jobs):
+        for transcript in _transcripts(recognizer, options, items, args.jobs, stdin_file):
             if transcript.error:
                 failed += 1
                 progress.clear()

@@ -109,6 +109,45 @@ def test_a_commands_own_threshold_wins_over_the_option(capsys, plumbing, good_fi
         assert all(bool(o["segments"]) == accepted for o in objects), commands
 
 
+class _Stdin:
+    """Standard input holding `data`, piped (tty False) or a terminal."""
+
+    def __init__(self, data: bytes = b"", tty: bool = False):
+        self.buffer = io.BytesIO(data)
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_recording_piped_to_standard_input(capsys, plumbing, good_files, tmp_path,
+                                             monkeypatch, jobs):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    mp3 = io.BytesIO()
+    sf.write(mp3, noise(1.0), 16000, format="MP3")
+    monkeypatch.setattr(sys, "stdin", _Stdin(mp3.getvalue()))
+    code, out, err = run(capsys, "transcribe", "--format", "jsonl", "--jobs", jobs,
+                         *plumbing, "-", good_files / "b.wav")
+    assert code == 0, err
+    piped, wav = (json.loads(line) for line in out.splitlines())
+    assert piped["path"] == "-" and piped["error"] is None and piped["segments"]
+    assert wav["path"] == str(good_files / "b.wav")
+    assert not list(tmp_path.glob("speechrnn-stdin-*"))  # the copy is gone
+
+
+def test_standard_input_that_is_no_recording(capsys, plumbing, tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    for stdin, words in [(_Stdin(b"not audio at all"), "standard input is not a readable"),
+                         (_Stdin(b""), "standard input is empty"),
+                         (_Stdin(tty=True), "standard input, but that is a terminal")]:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        code, out, err = run(capsys, "transcribe", "--format", "jsonl", *plumbing, "-")
+        assert code == 1 and words in json.loads(out)["error"] and words in err
+        assert str(tmp_path) not in err
+    assert not list(tmp_path.glob("speechrnn-stdin-*"))
+
+
 def test_text_and_csv_formats(capsys, plumbing, good_files):
     code, out, _ = run(capsys, "transcribe", *plumbing, good_files)
     assert code == 0
