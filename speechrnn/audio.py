@@ -8,6 +8,7 @@ that cannot be used raises AudioError with one sentence naming it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,7 +231,7 @@ def _clipped_runs(x: np.ndarray, top: float, sign: float) -> tuple[np.ndarray, n
 MAX_MAGNITUDE = 1e6
 
 
-def _check_samples(block: np.ndarray, path: Path) -> None:
+def _check_samples(block: np.ndarray, path: Path | str) -> None:
     # Rejected, not repaired: NaN, inf or absurd values mean the recording is damaged,
     # and zeroing them would silently hide that from whoever reads the transcript.
     if not np.isfinite(block).all():
@@ -274,26 +275,53 @@ def iter_blocks(path: str | Path, block_seconds: float = 10.0) -> Iterator[np.nd
     """
     path = Path(path)
     with open_audio(path) as f:
-        rate = f.samplerate
-        block_frames = _block_frames(f, block_seconds)
-        stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(
-            rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        total = 0
-        while True:
-            try:
-                data = f.read(block_frames, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as e:
-                raise AudioError(f"{path} is damaged: decoding stopped at "
-                                 f"{total / rate:.1f} s") from e
-            total += len(data)
-            last = len(data) < block_frames
-            _check_samples(data, path)
-            mono = to_mono_float(data)
-            if stream is not None:
-                mono = stream.resample_chunk(declip(mono), last=last)
-            if len(mono):
-                yield mono
-            if last:
-                break
-        if total == 0:
-            raise AudioError(f"{path} holds no audio samples (zero length)")
+        yield from _blocks(f, str(path), block_seconds)
+
+
+def iter_stdin_blocks(block_seconds: float = 0.05) -> Iterator[np.ndarray]:
+    """iter_blocks of a recording piped to standard input, each block as soon as it has
+    arrived: a WAV stream of unknown length from `arecord -t wav`, `parec
+    --file-format=wav` or `sox ... -t wav -` is read as it is written."""
+    name = "standard input"
+    if sys.stdin is None or sys.stdin.isatty():
+        raise AudioError(f"{name} is a terminal; pipe a recording in (arecord -f S16_LE -r "
+                         "16000 -t wav | speechrnn listen --input -)")
+    try:
+        f = sf.SoundFile(sys.stdin.fileno(), closefd=False)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioError(f"{name} is not a readable audio stream (WAV, FLAC, OGG, MP3 or "
+                         "another format libsndfile reads from a pipe), or it is empty") from e
+    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE or f.channels <= 0:
+        f.close()
+        raise AudioError(f"{name} declares a sample rate of {f.samplerate} Hz, outside the "
+                         f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz speechrnn reads")
+    with f:
+        yield from _blocks(f, name, block_seconds)
+
+
+def _blocks(f: sf.SoundFile, name: str, block_seconds: float) -> Iterator[np.ndarray]:
+    rate = f.samplerate
+    block_frames = _block_frames(f, block_seconds)
+    stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(
+        rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    total = 0
+    while True:
+        try:
+            data = f.read(block_frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise AudioError(f"{name} is damaged: decoding stopped at "
+                             f"{total / rate:.1f} s") from e
+        total += len(data)
+        # A read comes back short only at the end, of a file or of a pipe: libsndfile
+        # waits for a pipe's writer until it has the frames asked for.
+        last = len(data) < block_frames
+        _check_samples(data, name)
+        mono = to_mono_float(data)
+        if stream is not None:
+            mono = stream.resample_chunk(declip(mono), last=last)
+        if len(mono):
+            yield mono
+        if last:
+            break
+    if total == 0:
+        raise AudioError(f"{name} holds no audio samples (zero length)")

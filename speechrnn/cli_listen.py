@@ -48,6 +48,7 @@ examples:
   speechrnn listen --device 2 --commands commands.txt
   speechrnn listen --jsonl | my-program
   speechrnn listen --input recording.wav --realtime
+  arecord -f S16_LE -r 16000 -t wav | speechrnn listen --input -
 """
 
 
@@ -72,7 +73,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--jsonl", action="store_true",
                    help="print one JSON object per event on stdout, and nothing else")
     p.add_argument("--input", type=Path, metavar="FILE",
-                   help="listen to an audio file instead of a microphone")
+                   help="listen to an audio file instead of a microphone; - reads a "
+                        "recording piped in as it arrives (arecord -f S16_LE -r 16000 -t wav "
+                        "| speechrnn listen --input -)")
     p.add_argument("--realtime", action="store_true",
                    help="with --input: play the file at its real pace, like a microphone "
                         "(default: as fast as possible)")
@@ -227,18 +230,21 @@ def _listen(args: argparse.Namespace, display: Display, state: _State) -> int:
         return EXIT_USAGE
     try:
         recognizer = Recognizer(args.model, args.commands, args.threshold, free=args.free)
-        info = audio_info(args.input) if args.input is not None else None
+        piped = args.input is not None and str(args.input) == "-"
+        info = audio_info(args.input) if args.input is not None and not piped else None
     except (ModelError, CommandsError, AudioError, ValueError) as e:
         _error(str(e))
         return EXIT_USAGE
     state.engine = engine = StreamEngine(recognizer)
     try:
-        if info is not None:
+        if args.input is not None:
             source = nullcontext(file_blocks(args.input, realtime=args.realtime))
         else:
             source = state.mic = Microphone(args.device)
         with source as blocks:
-            if info is not None:
+            if piped:
+                where = "standard input"
+            elif info is not None:
                 where = f"{args.input} ({info.duration:.1f} s)"
             else:
                 d = state.mic.device

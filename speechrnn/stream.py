@@ -339,12 +339,15 @@ class StreamEngine:
 
 def file_blocks(path: str | Path, block_seconds: float = 0.05, realtime: bool = False,
                 clock: Callable[[], float] = time.monotonic) -> Iterator[tuple[np.ndarray, float]]:
-    """A file's 16 kHz blocks with arrival times; paced like a microphone if `realtime`."""
-    from speechrnn.audio import iter_blocks
+    """A file's 16 kHz blocks with arrival times; paced like a microphone if `realtime`.
+    The path "-" reads a recording piped to standard input, each block as it arrives."""
+    from speechrnn.audio import iter_blocks, iter_stdin_blocks
 
     start = clock()
     sent = 0
-    for big in iter_blocks(path, block_seconds=max(block_seconds, 1.0)):
+    source = (iter_stdin_blocks(block_seconds) if str(path) == "-"
+              else iter_blocks(path, block_seconds=max(block_seconds, 1.0)))
+    for big in source:
         size = max(1, int(round(block_seconds * SAMPLE_RATE)))
         for i in range(0, len(big), size):
             block = big[i:i + size]
@@ -361,7 +364,8 @@ def listen(recognizer, device: int | str | None = None, input: str | Path | None
            realtime: bool = False, block_seconds: float = 0.05, **engine_params
            ) -> Iterator[Event]:
     """Events from a microphone (`device`: index, name or None for the default) or, with
-    `input`, from an audio file played through the same engine.
+    `input`, from an audio file played through the same engine ("-": a recording piped
+    to standard input, such as `arecord -t wav`'s).
 
     `engine_params` go to StreamEngine (vad=..., partial_interval=...). Stop by closing
     the generator or with Ctrl-C; the microphone is released either way.

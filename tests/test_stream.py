@@ -405,3 +405,60 @@ def test_recognizer_listen_on_a_file(tiny_model_path, tmp_path):
     sf.write(path, audio, SR)
     events = list(Recognizer(tiny_model_path, ["yes", "no"], threshold=0.0).listen(input=path))
     assert [e.type for e in finals(events)] == ["command"] * 3
+
+
+def _streaming_wav(samples: np.ndarray, rate: int) -> bytes:
+    """16-bit mono WAV as a live recorder writes it to a pipe: sizes unknown (0xFFFFFFFF)."""
+    import struct
+
+    header = (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt "
+              + struct.pack("<IHHIIHH", 16, 1, 1, rate, 2 * rate, 2, 16)
+              + b"data" + struct.pack("<I", 0xFFFFFFFF))
+    return header + (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_listen_reads_a_recording_piped_in_as_it_arrives(rate):
+    """`arecord -t wav | speechrnn listen --input -`: the stream's length is unknown, and
+    the command comes out before the writer has finished."""
+    import sys
+
+    from speechrnn.audio import resample
+
+    stop, _ = sf.read("samples/stop.wav", dtype="float32")
+    audio = np.concatenate([silence(1.0), stop, silence(6.0)])
+    data = _streaming_wav(resample(audio, SR, rate), rate)
+    proc = subprocess.Popen([sys.executable, "-m", "speechrnn", "listen", "--input", "-",
+                             "--jsonl", "--commands", "samples/commands.txt"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    import threading
+
+    watchdog = threading.Timer(60, proc.kill)  # a reader waiting for EOF fails, not hangs
+    watchdog.start()
+    cut = len(data) - 2 * rate * 4  # all but the last 4 s of silence
+    proc.stdin.write(data[:cut])
+    proc.stdin.flush()
+    line = proc.stdout.readline()  # arrives while stdin is still open
+    assert line, "no event before the end of the stream"
+    first = json.loads(line)
+    assert first["type"] in ("partial", "command")
+    proc.stdin.write(data[cut:])
+    proc.stdin.close()
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.wait(timeout=60)
+    watchdog.cancel()
+    events = [first] + [json.loads(line) for line in out.decode().splitlines()]
+    assert proc.returncode == 0, err.decode()
+    commands = [e for e in events if e["type"] == "command"]
+    assert [e["text"] for e in commands] == ["stop"]
+    assert 1.0 <= commands[0]["start"] < commands[0]["end"] <= 1.0 + len(stop) / SR + 0.05
+
+
+def test_listen_names_standard_input_that_is_no_recording():
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "speechrnn", "listen", "--input", "-"],
+                          input=b"not audio\n", capture_output=True, timeout=60)
+    assert proc.returncode == 1
+    assert b"standard input is not a readable audio stream" in proc.stderr
