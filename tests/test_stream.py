@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -425,11 +426,12 @@ def test_listen_reads_a_recording_piped_in_as_it_arrives(rate):
 
     from speechrnn.audio import resample
 
-    stop, _ = sf.read("samples/stop.wav", dtype="float32")
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    stop, _ = sf.read(samples / "stop.wav", dtype="float32")
     audio = np.concatenate([silence(1.0), stop, silence(6.0)])
     data = _streaming_wav(resample(audio, SR, rate), rate)
     proc = subprocess.Popen([sys.executable, "-m", "speechrnn", "listen", "--input", "-",
-                             "--jsonl", "--commands", "samples/commands.txt"],
+                             "--jsonl", "--commands", str(samples / "commands.txt")],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     import threading
