@@ -4,6 +4,7 @@ README table, generated conditions, the peer's grammar."""
 from __future__ import annotations
 
 import json
+import pathlib
 from collections import Counter
 
 import numpy as np
@@ -517,3 +518,23 @@ def test_verifier_study_scores_misses_at_false_accept_targets():
     assert misses_at(hits, clips, hour, 1.0, (0, 1, 2, 4)) == [0.75, 0.5, 0.25, 0.25]
     assert misses_at(hits, clips, hour, 0.5, (2,)) == [0.5]  # half an hour: 1 accept = 2/h
     assert misses_at(hits, clips, hour * 0 + 1.0, 1.0, (0,)) == [None]
+
+
+def test_thresholds_study_counts_a_words_recordings_at_each_threshold(tmp_path):
+    from benchmarks.study_thresholds import recognized
+    from speechrnn.recognizer import Recognizer
+
+    samples = pathlib.Path(__file__).resolve().parent.parent / "samples"
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"path": str(samples / name), "text": text}) + "\n"
+                                for name, text in [("stop.wav", "stop"), ("yes.wav", "stop")]))
+    word_set = testsets.manifest_set("word", manifest, ["stop", "yes", "no"])
+    recognizer = Recognizer(commands=["stop", "yes", "no"])
+    # "stop" said once, and a "yes" labelled "stop": recognized as it at most half the time.
+    word, clips, shares = recognized(recognizer, word_set, (0.0, 0.5, 1.0 + 1e-9))
+    assert (word, clips) == ("stop", 2)
+    assert shares[0] == shares[1] == 0.5 and shares[2] == 0.0
+    two = tmp_path / "two.jsonl"
+    two.write_text(manifest.read_text().replace('"text": "stop"}\n', '"text": "yes"}\n', 1))
+    with pytest.raises(ValueError, match="not one word"):
+        recognized(recognizer, testsets.manifest_set("two", two, ["stop", "yes"]))
