@@ -87,3 +87,10 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{platform.system()} {platform.release()}; load average {load:.1f} at start")
+
+
+def write_results(path: Path, lines: list[str]) -> None:
+    """A results file of these lines (its folder made first), and a line saying where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")

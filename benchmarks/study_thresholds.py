@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import testsets  # noqa: E402
 from benchmarks.bench_accuracy import FULL, load_sets  # noqa: E402
 from benchmarks.bench_false_alarms import Hour, command_free_audio, pools  # noqa: E402
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import machine, write_results  # noqa: E402
 from benchmarks.scoring import long_form_segments, speechrnn_verdict  # noqa: E402
 from speechrnn.recognizer import DEFAULT_THRESHOLD, Recognizer  # noqa: E402
 
@@ -102,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for t, share, per_hour in zip(THRESHOLDS, shares, fired, strict=True):
         lines.append(f"| {t:g} | {100 * share:.1f} % | {per_hour:.0f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, lines)
     return 0
 
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_false_alarms import FR_SETS, Hour, command_free_audio, pools  # noqa: E402
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import machine, write_results  # noqa: E402
 from benchmarks.scoring import long_form_segments  # noqa: E402
 from speechrnn.recognizer import Recognizer  # noqa: E402
 from speechrnn.verifier import FEATURES  # noqa: E402
@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                          ("verifier", verifier.probabilities)):
             lines.append(f"| {label} | {score} | "
                          + _cells(misses_at(hits[mask], f(clips)[mask], f(hour), hours)) + " |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, lines)
     return 0
 
 
