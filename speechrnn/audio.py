@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -62,12 +63,23 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"{path} cannot be read: permission denied")
 
 
-def open_audio(path: str | Path) -> sf.SoundFile:
-    """Open an audio file for reading, turning every failure into one AudioError."""
-    path = Path(path)
-    _check_path(path)
+def source_name(source: str | Path | BinaryIO) -> str:
+    """What messages call a file, or a binary file object (its name, where it has one)."""
+    if hasattr(source, "read"):
+        name = getattr(source, "name", None)
+        return str(name) if isinstance(name, str | Path) else "the audio stream"
+    return str(source)
+
+
+def open_audio(source: str | Path | BinaryIO) -> sf.SoundFile:
+    """Open an audio file, or a seekable binary file object (io.BytesIO of a WAV, say),
+    for reading, turning every failure into one AudioError."""
+    path = source_name(source)
+    if not hasattr(source, "read"):
+        _check_path(Path(source))
+        source = str(source)
     try:
-        f = sf.SoundFile(str(path))
+        f = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(f"{path} is not a readable audio file (WAV, FLAC, OGG, MP3 or "
                          "another format libsndfile reads), or its header is damaged") from e
@@ -241,15 +253,15 @@ def _check_samples(block: np.ndarray, path: Path | str) -> None:
                          "is damaged")
 
 
-def read_audio(path: str | Path) -> np.ndarray:
-    """A whole file as 16 kHz mono float32.
+def read_audio(path: str | Path | BinaryIO) -> np.ndarray:
+    """A whole file (or binary file object) as 16 kHz mono float32.
 
     Read in bounded pieces and mixed to mono as it goes, so memory follows the samples
     really there, not what the header declares.
     """
-    path = Path(path)
     pieces = []
     with open_audio(path) as f:
+        path = source_name(path)
         rate = f.samplerate
         step = _block_frames(f, PIECE_SECONDS)
         while True:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -246,9 +247,10 @@ class Recognizer:
 
     # -- whole files and arrays ------------------------------------------------------
 
-    def transcribe(self, path_or_array: str | Path | np.ndarray,
+    def transcribe(self, path_or_array: str | Path | BinaryIO | np.ndarray,
                    sample_rate: int | None = None) -> Transcript:
-        """Commands spoken in a file or an array, with times and confidences.
+        """Commands spoken in a file, a binary file object (io.BytesIO of an upload, an
+        open file) or an array, with times and confidences.
 
         An array is [samples] or [samples, channels] at `sample_rate` (default 16 kHz,
         4-768 kHz accepted); one that is not audio (shape, dtype, rate) raises ValueError.
@@ -256,6 +258,15 @@ class Recognizer:
         """
         if isinstance(path_or_array, str | Path):
             return self._transcribe_file(Path(path_or_array))
+        if hasattr(path_or_array, "read"):  # a binary file object: an upload, a BytesIO
+            named = getattr(path_or_array, "name", None)
+            path = str(named) if isinstance(named, str | Path) else "<stream>"
+            try:
+                transcript = self.transcribe(read_audio(path_or_array))
+            except (AudioError, ModelError) as e:
+                transcript = Transcript(path=path, error=str(e))
+            transcript.path = path
+            return transcript
         audio = to_16k_mono(path_or_array, sample_rate or SAMPLE_RATE)
         transcript = Transcript(path="<array>")
         if not np.isfinite(audio).all():

@@ -379,6 +379,22 @@ def test_recognizer_on_arrays_and_files(tiny_model_path, tmp_path):
     assert recognizer.transcribe(path).to_dict()["error"] is None
 
 
+def test_recognizer_on_binary_file_objects(tiny_model_path, tmp_path):
+    """An upload held in memory, or an open file: the same result as from its path."""
+    recognizer = Recognizer(tiny_model_path, commands=["yes", "no"], threshold=0)
+    path = tmp_path / "long.wav"
+    long_recording(path)
+    from_path = recognizer.transcribe(path)
+    with open(path, "rb") as f:
+        opened = recognizer.transcribe(f)
+    in_memory = recognizer.transcribe(io.BytesIO(path.read_bytes()))
+    assert opened.path == str(path) and in_memory.path == "<stream>"
+    assert opened.segments == in_memory.segments == from_path.segments
+    assert len(from_path.segments) > 1  # over 10 s: read in blocks, split by voice
+    junk = recognizer.transcribe(io.BytesIO(b"not audio"))
+    assert junk.segments == [] and "the audio stream is not a readable audio file" in junk.error
+
+
 def test_recognizer_defaults(tiny_model_path):
     recognizer = Recognizer(tiny_model_path)
     assert recognizer.commands == ["yes", "no", "stop", "turn on the light"]
