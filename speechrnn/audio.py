@@ -19,6 +19,7 @@ import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16000
+STDIN = "-"  # the path that stands for a recording piped to standard input
 # Endings of the files a folder search picks up, by the libsndfile format that reads
 # them; MP3 needs libsndfile 1.1 or later (soundfile's wheels bring 1.2), Opus 1.0.29.
 EXTENSIONS_BY_FORMAT = {"WAV": (".wav",), "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"),
@@ -63,11 +64,12 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"{path} cannot be read: permission denied")
 
 
-def source_name(source: str | Path | BinaryIO) -> str:
-    """What messages call a file, or a binary file object (its name, where it has one)."""
+def source_name(source: str | Path | BinaryIO, unnamed: str = "the audio stream") -> str:
+    """What messages call a file, or a binary file object (its name, where it has one;
+    `unnamed` where it has none)."""
     if hasattr(source, "read"):
         name = getattr(source, "name", None)
-        return str(name) if isinstance(name, str | Path) else "the audio stream"
+        return str(name) if isinstance(name, str | Path) else unnamed
     return str(source)
 
 
@@ -83,13 +85,18 @@ def open_audio(source: str | Path | BinaryIO) -> sf.SoundFile:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(f"{path} is not a readable audio file (WAV, FLAC, OGG, MP3 or "
                          "another format libsndfile reads), or its header is damaged") from e
+    return _checked(f, path)
+
+
+def _checked(f: sf.SoundFile, name: str) -> sf.SoundFile:
+    """`f`, once its header promises samples at a rate speechrnn reads; closed if not."""
     if f.frames == 0 or f.samplerate <= 0 or f.channels <= 0:
         f.close()
-        raise AudioError(f"{path} holds no audio samples (zero length)")
+        raise AudioError(f"{name} holds no audio samples (zero length)")
     if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
         rate = f.samplerate
         f.close()
-        raise AudioError(f"{path} declares a sample rate of {rate} Hz, outside the "
+        raise AudioError(f"{name} declares a sample rate of {rate} Hz, outside the "
                          f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz speechrnn reads; its header "
                          "is probably damaged")
     return f
@@ -303,11 +310,7 @@ def iter_stdin_blocks(block_seconds: float = 0.05) -> Iterator[np.ndarray]:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(f"{name} is not a readable audio stream (WAV, FLAC, OGG, MP3 or "
                          "another format libsndfile reads from a pipe), or it is empty") from e
-    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE or f.channels <= 0:
-        f.close()
-        raise AudioError(f"{name} declares a sample rate of {f.samplerate} Hz, outside the "
-                         f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz speechrnn reads")
-    with f:
+    with _checked(f, name):
         yield from _blocks(f, name, block_seconds)
 
 

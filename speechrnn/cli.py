@@ -19,13 +19,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from speechrnn.audio import AUDIO_EXTENSIONS
+from speechrnn.audio import AUDIO_EXTENSIONS, STDIN
 
 # Kept in step with speechrnn.recognizer.DEFAULT_THRESHOLD (a test checks); not imported
 # from there so `--help` stays instant.
 DEFAULT_THRESHOLD = 0.75
 PROGRESS_MIN_FILES = 20
-STDIN = "-"  # the PATH that reads a recording from standard input
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -218,7 +218,7 @@ def run_listen(args: argparse.Namespace) -> int:
 
 
 def _listen(args: argparse.Namespace, display: Display, state: _State) -> int:
-    from speechrnn.audio import AudioError, audio_info
+    from speechrnn.audio import STDIN, AudioError, audio_info
     from speechrnn.commands import CommandsError
     from speechrnn.mic import MicError, Microphone
     from speechrnn.recognizer import Recognizer
@@ -230,7 +230,7 @@ def _listen(args: argparse.Namespace, display: Display, state: _State) -> int:
         return EXIT_USAGE
     try:
         recognizer = Recognizer(args.model, args.commands, args.threshold, free=args.free)
-        piped = args.input is not None and str(args.input) == "-"
+        piped = args.input is not None and str(args.input) == STDIN
         info = audio_info(args.input) if args.input is not None and not piped else None
     except (ModelError, CommandsError, AudioError, ValueError) as e:
         _error(str(e))

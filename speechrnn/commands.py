@@ -78,9 +78,9 @@ def parse_command_list(lines: Iterable[str], tokens: Sequence[str] = TOKENS,
                        source: str = "commands") -> tuple[list[str], dict[str, float]]:
     """Normalized commands of text lines ('#' comments and blank lines ignored,
     duplicates removed, order kept) and the thresholds some of them carry."""
-    items = ((line.split("#", 1)[0], f"{source} line {number}:")
-             for number, line in enumerate(lines, 1))
-    return _command_list(((raw, where) for raw, where in items if raw.strip()), tokens)
+    uncommented = ((number, line.split("#", 1)[0]) for number, line in enumerate(lines, 1))
+    return _command_list(((raw, f"{source} line {number}:") for number, raw in uncommented
+                          if raw.strip()), tokens)
 
 
 def parse_commands(lines: Iterable[str], tokens: Sequence[str] = TOKENS,

@@ -17,6 +17,7 @@ from speechrnn.audio import (
     audio_info,
     iter_blocks,
     read_audio,
+    source_name,
     to_16k_mono,
 )
 from speechrnn.commands import (
@@ -259,8 +260,7 @@ class Recognizer:
         if isinstance(path_or_array, str | Path):
             return self._transcribe_file(Path(path_or_array))
         if hasattr(path_or_array, "read"):  # a binary file object: an upload, a BytesIO
-            named = getattr(path_or_array, "name", None)
-            path = str(named) if isinstance(named, str | Path) else "<stream>"
+            path = source_name(path_or_array, unnamed="<stream>")
             try:
                 transcript = self.transcribe(read_audio(path_or_array))
             except (AudioError, ModelError) as e:

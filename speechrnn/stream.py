@@ -341,11 +341,11 @@ def file_blocks(path: str | Path, block_seconds: float = 0.05, realtime: bool = 
                 clock: Callable[[], float] = time.monotonic) -> Iterator[tuple[np.ndarray, float]]:
     """A file's 16 kHz blocks with arrival times; paced like a microphone if `realtime`.
     The path "-" reads a recording piped to standard input, each block as it arrives."""
-    from speechrnn.audio import iter_blocks, iter_stdin_blocks
+    from speechrnn.audio import STDIN, iter_blocks, iter_stdin_blocks
 
     start = clock()
     sent = 0
-    source = (iter_stdin_blocks(block_seconds) if str(path) == "-"
+    source = (iter_stdin_blocks(block_seconds) if str(path) == STDIN
               else iter_blocks(path, block_seconds=max(block_seconds, 1.0)))
     for big in source:
         size = max(1, int(round(block_seconds * SAMPLE_RATE)))
