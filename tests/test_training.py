@@ -145,6 +145,69 @@ def test_augmenter_output_is_finite_bounded_and_varied(tmp_path):
     assert len({len(o) for o in outs}) > 1  # speed and padding change the length
 
 
+def test_clean_copies_match_the_noisy_clips_frame_for_frame(tmp_path):
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    sf.write(noise / "hiss.wav", np.random.default_rng(0).normal(0, 0.1, 16000), 16000)
+    speech = np.concatenate([np.zeros(4001, np.float32), tone(0.5, 440)])  # odd length
+    config = dict(noise_dir=str(noise), rir_dir=None, p_noise=1.0, p_telephone=1.0,
+                  p_reverb=0.5, p_pitch=0.0, pad_seconds=(0.2, 0.4), p_tight=0.0)
+    paired, single = Augmenter(AugmentConfig(**config), seed=5), \
+        Augmenter(AugmentConfig(**config), seed=5)
+    for _ in range(6):
+        noisy, clean = paired.pair(speech)
+        # The noisy clip is the one a plain call draws: the random stream is unchanged.
+        assert np.array_equal(noisy, single(speech))
+        # 8 kHz and back adds a sample to odd lengths; the copy keeps the clip's length.
+        assert len(clean) == len(noisy) and clean.dtype == np.float32
+        # The copy is the speech alone: silent where the noisy clip carries only noise.
+        silent = np.abs(clean) < 1e-5
+        assert silent.sum() > 1000 and np.abs(noisy[silent]).mean() > 1e-3
+    # Without noise, reverberation or channel effects the copy is the clip itself.
+    quiet = Augmenter(AugmentConfig(noise_dir=None, rir_dir=None, p_noise=0.0,
+                                    p_telephone=0.0, p_reverb=0.0, p_pitch=0.0), seed=1)
+    noisy, clean = quiet.pair(speech)
+    assert np.array_equal(noisy, clean)
+
+
+def test_distillation_loss_is_zero_for_the_teacher_itself_and_grows_with_noise():
+    torch.manual_seed(0)
+    teacher = CTCModel(ModelConfig(proj_dim=16, hidden=16, layers=1)).eval()
+    clean = torch.from_numpy(np.stack([tone(0.6, 440), tone(0.6, 660)]))
+    lengths = torch.tensor([9600, 7000])
+    batch = {"clean_audio": clean, "audio_lengths": lengths,
+             "target_lengths": torch.tensor([3, 2])}
+
+    def loss(audio):
+        lp, fl = teacher(audio, lengths)
+        return train_mod.distillation_loss(teacher, batch, lp, fl, bf16=False).item()
+
+    assert loss(clean) == pytest.approx(0.0, abs=1e-5)
+    noisy = [clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)) * s
+             for s in (0.01, 0.3)]
+    assert 0 < loss(noisy[0]) < loss(noisy[1])
+
+
+def test_a_distilling_run_trains_from_its_teacher_and_needs_one(tmp_path, monkeypatch):
+    manifest = make_corpus(tmp_path / "corpus")
+    teacher = train_mod.train(train_mod.load_config(None, tiny_config(tmp_path, manifest,
+                                                                      max_epochs=1)))
+    seen = []
+    real_loss = train_mod.distillation_loss
+    monkeypatch.setattr(train_mod, "distillation_loss",
+                        lambda t, b, *a: (seen.append(b["clean_audio"].shape
+                                                      == b["audio"].shape), real_loss(t, b, *a))[1])
+    cfg = tiny_config(tmp_path, manifest, max_epochs=1, distill_weight=0.5,
+                      teacher_checkpoint=str(teacher), run_dir=str(tmp_path / "student"),
+                      output=str(tmp_path / "student.pt"))
+    assert train_mod.train(train_mod.load_config(None, cfg)).exists()
+    assert seen and all(seen)
+    with pytest.raises(train_mod.ConfigError, match="teacher_checkpoint or init_checkpoint"):
+        train_mod.load_config(None, {"distill_weight": 1.0})
+    with pytest.raises(train_mod.ConfigError, match="at least 0"):
+        train_mod.load_config(None, {"distill_weight": -1.0})
+
+
 def test_batch_framing_gives_one_total_silence_per_batch():
     aug = Augmenter(AugmentConfig(noise_dir=None, rir_dir=None, p_speed=0.0, p_pitch=0.0,
                                   p_tight=0.0, pad_seconds=(0.0, 1.2)), seed=4)

@@ -259,6 +259,15 @@ class Augmenter:
         return (np.array([before, total - before]) * SAMPLE_RATE).astype(int)
 
     def __call__(self, audio: np.ndarray, utt=None, batch_seed: int | None = None) -> np.ndarray:
+        return self._augment(audio, utt, batch_seed, keep_clean=False)[0]
+
+    def pair(self, audio: np.ndarray, utt=None, batch_seed: int | None = None):
+        """(augmented, clean): the clean one is the same speech (same framing, speed and
+        pitch) before reverberation, noise and channel effects, at the same length, for a
+        teacher model to label (`distill_weight` in training)."""
+        return self._augment(audio, utt, batch_seed, keep_clean=True)
+
+    def _augment(self, audio, utt, batch_seed, keep_clean: bool):
         c, rng = self.config, self.rng
         synthetic = utt is None or utt.source.startswith("synth")
         if synthetic:
@@ -287,6 +296,7 @@ class Augmenter:
                 audio = librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE,
                                                     res_type="soxr_lq",
                                                     n_steps=rng.uniform(*c.pitch_semitones))
+        clean = audio
         if rng.random() < c.p_reverb:
             rir = self.rirs[rng.integers(len(self.rirs))] if self.rirs and rng.random() < 0.5 \
                 else synthetic_rir(rng)
@@ -304,10 +314,14 @@ class Augmenter:
             audio = overdrive(audio, rng.uniform(*c.clip_fraction))
         if rng.random() < c.p_telephone:
             audio = self.telephone(audio)
-        peak = np.abs(audio).max() + 1e-9
-        gain = 10 ** (rng.uniform(*c.gain_db) / 20) * 0.5 / peak
-        audio = np.clip(audio * gain, -1.0, 1.0).astype(np.float32)
-        return declip(audio) if c.declip else audio
+        # Resampling to 8 kHz and back can add a sample; the teacher's frames must match.
+        clean = np.pad(clean[: len(audio)], (0, max(0, len(audio) - len(clean))))
+        level = 10 ** (rng.uniform(*c.gain_db) / 20) * 0.5
+        out = []
+        for x in (audio, clean) if keep_clean else (audio,):
+            x = np.clip(x * (level / (np.abs(x).max() + 1e-9)), -1.0, 1.0).astype(np.float32)
+            out.append(declip(x) if c.declip else x)
+        return tuple(out)
 
     def telephone(self, audio: np.ndarray) -> np.ndarray:
         """Down to 8 kHz and back (as the runtime upsamples 8 kHz files), sometimes with a

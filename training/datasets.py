@@ -144,12 +144,14 @@ class SpeechDataset(torch.utils.data.Dataset):
     def __init__(self, utts: Sequence[Utterance],
                  augment: Callable[[np.ndarray, Utterance], np.ndarray] | None = None,
                  tokens: Sequence[str] = TOKENS, max_seconds: float = 6.0,
-                 as_heard: bool = False):
+                 as_heard: bool = False, clean_copies: bool = False):
         self.utts = list(utts)
         self.augment = augment
         self.load = load_audio_as_heard if as_heard else load_audio
         self.tokens = tuple(tokens)
         self.max_samples = int(max_seconds * SAMPLE_RATE)
+        # Also return each clip before its noise (augment.pair), for a teacher model.
+        self.clean_copies = clean_copies
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -163,14 +165,21 @@ class SpeechDataset(torch.utils.data.Dataset):
         except Exception as e:  # a damaged file must not stop training
             log.warning("skipping unreadable %s: %s", utt.path, e)
             return None
-        if self.augment is not None:
+        clean = None
+        if self.clean_copies:
+            audio, clean = self.augment.pair(audio, utt, batch_seed=batch_seed)
+        elif self.augment is not None:
             audio = (self.augment(audio, utt) if batch_seed is None
                      else self.augment(audio, utt, batch_seed=batch_seed))
         audio = audio[: self.max_samples]
         if not np.isfinite(audio).all():
             return None
-        return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), \
-            torch.tensor(encode(utt.text, self.tokens), dtype=torch.long), i
+        item = (torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
+                torch.tensor(encode(utt.text, self.tokens), dtype=torch.long), i)
+        if clean is not None:
+            item += (torch.from_numpy(np.ascontiguousarray(clean[: self.max_samples],
+                                                           dtype=np.float32)),)
+        return item
 
 
 def collate(items):
@@ -179,13 +188,16 @@ def collate(items):
     dropped = len(items) - len(good)
     if not good:
         return None
-    waves, targets, index = zip(*good)
+    waves, targets, index, *clean = zip(*good)
     lengths = torch.tensor([len(w) for w in waves])
     batch = torch.nn.utils.rnn.pad_sequence(list(waves), batch_first=True)
     target_lengths = torch.tensor([len(t) for t in targets])
-    return {"audio": batch, "audio_lengths": lengths, "targets": torch.cat(targets),
-            "target_lengths": target_lengths, "index": torch.tensor(index),
-            "dropped": dropped}
+    out = {"audio": batch, "audio_lengths": lengths, "targets": torch.cat(targets),
+           "target_lengths": target_lengths, "index": torch.tensor(index),
+           "dropped": dropped}
+    if clean:
+        out["clean_audio"] = torch.nn.utils.rnn.pad_sequence(list(clean[0]), batch_first=True)
+    return out
 
 
 def durations(utts: Sequence[Utterance]) -> list[Utterance]:

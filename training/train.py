@@ -26,7 +26,13 @@ from tqdm import tqdm
 from speechrnn.decoding import CommandScorer, edit_distance, greedy_text
 from speechrnn.text import BLANK_INDEX, TOKENS, normalize_text
 from training.augment import AugmentConfig, Augmenter, mask_mel_bands, spec_augment
-from training.checkpoint import CheckpointError, history_from, load_checkpoint, save_checkpoint
+from training.checkpoint import (
+    CheckpointError,
+    history_from,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from training.datasets import (
     BucketBatchSampler,
     SpeechDataset,
@@ -114,6 +120,14 @@ class TrainConfig:
     # the shipped recipe: stage 2 with 0.999 moved every figure by a point or less, both
     # ways (the cosine schedule's low final learning rate already smooths the weights).
     ema_decay: float = 0.0
+    # Above 0: a frozen teacher (`teacher_checkpoint`, by default `init_checkpoint`)
+    # labels each clip's clean copy (the same speech before reverberation, noise and
+    # channel effects; Augmenter.pair), and the loss adds this weight times the KL
+    # divergence from the teacher's frame posteriors to the model's on the noisy clip
+    # (summed over frames, divided by the transcript's length like the CTC loss), so the
+    # model learns to hear through noise what it hears in clean speech.
+    distill_weight: float = 0.0
+    teacher_checkpoint: str | None = None
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> TrainConfig:
@@ -150,6 +164,10 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Train
                           f"not {cfg.ema_decay!r}")
     if cfg.keep not in ("best", "last"):
         raise ConfigError(f"config {path}: keep must be \"best\" or \"last\", not {cfg.keep!r}")
+    if cfg.distill_weight < 0 or (cfg.distill_weight and not (
+            cfg.teacher_checkpoint or cfg.init_checkpoint)):
+        raise ConfigError(f"config {path}: distill_weight must be at least 0, and above 0 "
+                          "it needs teacher_checkpoint or init_checkpoint")
     if cfg.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"config {path}: precision must be \"auto\", \"fp32\" or \"bf16\", "
                           f"not {cfg.precision!r}")
@@ -258,7 +276,8 @@ def _group_held_out(held: list[Utterance], words: set[str]) -> dict[str, list[Ut
 
 
 def make_loader(utts, cfg: TrainConfig, augment, epoch_seed: int, train: bool):
-    ds = SpeechDataset(utts, augment=augment, as_heard=not train)
+    ds = SpeechDataset(utts, augment=augment, as_heard=not train,
+                       clean_copies=train and cfg.distill_weight > 0)
     if train:
         sampler = BucketBatchSampler([u.seconds for u in utts], cfg.batch_size, cfg.seed,
                                      tag_batches=cfg.batch_framing)
@@ -426,6 +445,16 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     if cfg.mel_masks and cfg.spec_augment:
         def mel_augment(log_mel, lengths):
             return mask_mel_bands(log_mel, lengths.cpu(), cfg.mel_masks, cfg.mel_mask_width)
+    teacher = None
+    if cfg.distill_weight:
+        source = cfg.teacher_checkpoint or cfg.init_checkpoint
+        try:
+            teacher = load_model(source).to(device)
+        except CheckpointError as e:
+            raise ConfigError(f"teacher_checkpoint {source}: {e}") from None
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        log.info("distilling from %s on clean copies, weight %g", source, cfg.distill_weight)
     budget = cfg.max_minutes * 60
     bf16 = use_bf16(cfg.precision, device)
     log.info("training arithmetic: %s", "bf16 autocast" if bf16 else "fp32")
@@ -457,6 +486,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             loss = torch.nn.functional.ctc_loss(
                 lp.transpose(0, 1), batch["targets"], fl, batch["target_lengths"],
                 blank=BLANK_INDEX, reduction="mean", zero_infinity=True)
+            if teacher is not None:
+                loss = loss + cfg.distill_weight * distillation_loss(
+                    teacher, batch, lp, fl, bf16)
             if not torch.isfinite(loss):
                 state["skipped_nan"] += 1
                 log.warning("non-finite loss at step %d; batch skipped", state["step"])
@@ -526,6 +558,26 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     os.replace(output.with_name(output.name + ".tmp"), output)
     log.info("best model (score %.4f) written to %s", state["best_score"], output)
     return output
+
+
+@torch.no_grad()
+def teacher_log_probs(teacher: CTCModel, audio: torch.Tensor, lengths: torch.Tensor,
+                      bf16: bool) -> torch.Tensor:
+    feats, flen = teacher.features(audio, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return teacher.encode(feats, flen)[0].float()
+
+
+def distillation_loss(teacher: CTCModel, batch: dict, log_probs: torch.Tensor,
+                      frame_lengths: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """KL(teacher on the clean copies || model on the noisy clips) a frame, summed over
+    each clip's frames and divided by its transcript's length, averaged over the batch."""
+    target = teacher_log_probs(teacher, batch["clean_audio"], batch["audio_lengths"], bf16)
+    frames = torch.arange(log_probs.shape[1], device=log_probs.device)
+    valid = (frames[None, :] < frame_lengths[:, None]).to(log_probs.dtype)
+    kl = (target.exp() * (target - log_probs)).sum(-1)
+    per_clip = (kl * valid).sum(1) / batch["target_lengths"].clamp(min=1)
+    return per_clip.mean()
 
 
 def shipped_weights(model: CTCModel, ema: WeightAverage | None):
