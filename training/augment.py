@@ -314,11 +314,13 @@ class Augmenter:
             audio = overdrive(audio, rng.uniform(*c.clip_fraction))
         if rng.random() < c.p_telephone:
             audio = self.telephone(audio)
-        # Resampling to 8 kHz and back can add a sample; the teacher's frames must match.
-        clean = np.pad(clean[: len(audio)], (0, max(0, len(audio) - len(clean))))
         level = 10 ** (rng.uniform(*c.gain_db) / 20) * 0.5
+        outputs = [audio]
+        if keep_clean:
+            # Resampling to 8 kHz and back can add a sample; the teacher's frames must match.
+            outputs.append(np.pad(clean[: len(audio)], (0, max(0, len(audio) - len(clean)))))
         out = []
-        for x in (audio, clean) if keep_clean else (audio,):
+        for x in outputs:
             x = np.clip(x * (level / (np.abs(x).max() + 1e-9)), -1.0, 1.0).astype(np.float32)
             out.append(declip(x) if c.declip else x)
         return tuple(out)

@@ -454,8 +454,6 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             teacher = load_model(source).to(device)
         except CheckpointError as e:
             raise ConfigError(f"teacher_checkpoint {source}: {e}") from None
-        for p in teacher.parameters():
-            p.requires_grad_(False)
         log.info("distilling from %s on clean copies, weight %g", source, cfg.distill_weight)
     budget = cfg.max_minutes * 60
     bf16 = use_bf16(cfg.precision, device)
