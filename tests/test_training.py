@@ -731,3 +731,33 @@ def test_restacked_checkpoint_runs_with_fewer_frames_and_keeps_its_history(tmp_p
     assert state["train_state"]["init_elapsed"] == 660.0
     assert state["train_state"]["init_checkpoint"] == str(source)
     assert restack.main([str(tmp_path / "missing.pt"), "--stack", "4", "-o", str(out)]) == 1
+
+
+def test_widened_checkpoint_computes_what_it_did_until_its_new_units_train(tmp_path):
+    from training import widen
+    torch.manual_seed(0)
+    model = CTCModel(ModelConfig(stack=3, proj_dim=8, hidden=6, layers=2)).eval()
+    source = tmp_path / "source.pt"
+    save_checkpoint(source, model, train_state={"elapsed": 600.0, "cpu_cores": [2]})
+    out = tmp_path / "wide.pt"
+    assert widen.main([str(source), "--hidden", "10", "-o", str(out)]) == 0
+    new = load_model(out)
+    assert new.config.hidden == 10 and new.num_parameters() > model.num_parameters()
+    audio = torch.from_numpy(tone(1.0, 440.0))[None] + 0.05 * torch.randn(1, 16000)
+    lengths = torch.tensor([audio.shape[1]])
+    with torch.no_grad():
+        old_lp, _ = model(audio, lengths)
+        new_lp, _ = new(audio, lengths)
+    assert torch.allclose(old_lp, new_lp, atol=1e-6)
+    # The new units are live: the loss reaches the weights that carry them to the output.
+    new.train()
+    new.dropout.p = 0.0
+    log_probs, frames = new(audio, lengths)
+    loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), torch.tensor([[2, 3]]),
+                                        frames, torch.tensor([2]))
+    loss.backward()
+    assert new.output.weight.grad[:, 6:10].abs().sum() > 0  # forward direction's new units
+    assert new.output.weight.grad[:, 16:20].abs().sum() > 0  # backward direction's
+    assert torch.load(out, weights_only=False)["train_state"]["init_elapsed"] == 600.0
+    assert widen.main([str(source), "--hidden", "4", "-o", str(out)]) == 1  # narrower
+    assert widen.main([str(tmp_path / "missing.pt"), "--hidden", "12", "-o", str(out)]) == 1
