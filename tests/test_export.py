@@ -127,6 +127,33 @@ def test_padded_batch_equals_single_items(exported):
         np.testing.assert_allclose(torch_batch[i, : frames[i]], alone[0], atol=TOL, rtol=0)
 
 
+def test_noise_subtraction_exports(tmp_path):
+    from training.features import FeatureConfig
+    torch.manual_seed(1)
+    config = ModelConfig(hidden=16, proj_dim=16,
+                         features=FeatureConfig(noise_subtraction=2.0))
+    checkpoint = tmp_path / "ns.pt"
+    save_checkpoint(checkpoint, CTCModel(config), training_data="unit-test data")
+    path = tmp_path / "ns.onnx"
+    export_checkpoint(checkpoint, path)
+    model = load_model(checkpoint)
+    noise = 0.05 * np.random.default_rng(0).standard_normal(27_310).astype(np.float32)
+    for n in (3_001, 27_310):
+        audio = speech_like(n, seed=n) + noise[:n]
+        expected, _ = run_torch(model, *one(audio))
+        got, _ = run_onnx(path, *one(audio))
+        np.testing.assert_allclose(got, expected, atol=TOL, rtol=0)
+    # A padded row decodes as it does alone: padding never sets the noise floor.
+    batch = np.zeros((2, 27_310), np.float32)
+    batch[0] = speech_like(27_310) + noise
+    batch[1, :9_999] = speech_like(9_999, seed=3) + noise[:9_999]
+    batch[1, 9_999:] = 0.5
+    got, frames = run_onnx(path, batch, np.array([27_310, 9_999], np.int64))
+    alone, _ = run_onnx(path, *one(batch[1, :9_999]))
+    np.testing.assert_allclose(got[1, : frames[1]], alone[0], atol=TOL, rtol=0)
+    assert json.loads(read_metadata(path)["features"])["noise_subtraction"] == 2.0
+
+
 class FrontEnd(torch.nn.Module):
     """Only the model's front end: waveform -> normalized MFCC and their lengths."""
 

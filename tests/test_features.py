@@ -143,3 +143,22 @@ def test_masked_normalize_ignores_padding():
     assert both[:, 50:].abs().max() == 0
     assert alone.mean(dim=1).abs().max() < 1e-4
     assert (alone.std(dim=1, unbiased=False) - 1).abs().max() < 1e-3
+
+
+def test_noise_subtraction_lowers_steady_noise_not_speech_and_ignores_padding():
+    from training.features import NOISE_GAIN_FLOOR_DB, subtract_noise_floor
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    tone = np.where((t > 0.4) & (t < 0.7), 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0)
+    audio = torch.from_numpy((0.05 * rng.standard_normal(16000) + tone).astype(np.float32))
+    frames = frame_count(16000, CONFIG.hop_length)
+    log_mel = MFCC(CONFIG).log_mel(audio[None])
+    out = subtract_noise_floor(log_mel, torch.tensor([frames]), 2.0)
+    drop = out - log_mel
+    assert drop.max() <= 0 and drop.min() >= NOISE_GAIN_FLOOR_DB - 1e-4
+    assert drop[0, 5:35].mean() < -6  # noise alone: several dB down
+    assert drop[0, 45:65].max(dim=-1).values.mean() > -0.1  # the tone's band stays
+    # Padding (here loud) neither sets the floor nor changes the valid frames.
+    padded = torch.cat([log_mel, torch.full((1, 30, CONFIG.n_mels), 80.0)], dim=1)
+    again = subtract_noise_floor(padded, torch.tensor([frames]), 2.0)
+    torch.testing.assert_close(again[:, :frames], out, atol=1e-4, rtol=0)

@@ -23,6 +23,9 @@ class FeatureConfig:
     n_mfcc: int = 30
     f_min: float = 20.0
     f_max: float = 8000.0
+    # Above 0: each mel band's noise floor (its quietest stretch in the clip) times this
+    # is taken off the band's power before the log (spectral subtraction); 0 = off.
+    noise_subtraction: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +114,34 @@ class MFCC(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.log_mel(audio) @ self.dct
+
+
+NOISE_FLOOR_FRAMES = 5  # frames averaged before the quietest stretch is sought
+NOISE_GAIN_FLOOR_DB = -13.0  # the most any band of a frame is lowered
+
+
+def subtract_noise_floor(log_mel: torch.Tensor, lengths: torch.Tensor,
+                         over: float) -> torch.Tensor:
+    """Log-mel [batch, frames, bands] with `over` times each band's noise floor taken off
+    its power: the floor is the band's lowest level averaged over NOISE_FLOOR_FRAMES
+    frames within the row's `lengths`; no band of a frame falls more than
+    NOISE_GAIN_FLOOR_DB."""
+    half = NOISE_FLOOR_FRAMES // 2
+    steps = torch.arange(log_mel.shape[1], device=log_mel.device)[None, :]
+    n = lengths[:, None]
+    # Only averages of valid frames count, away from the clip's (zero-padded) edges; a
+    # clip too short for one such average takes its quietest single frame.
+    whole = (steps >= half) & (steps < n - half)
+    short = (n < NOISE_FLOOR_FRAMES) & (steps < n)
+    smoothed = nn.functional.avg_pool1d(log_mel.transpose(1, 2), NOISE_FLOOR_FRAMES,
+                                        stride=1, padding=half).transpose(1, 2)
+    candidates = torch.where(short.unsqueeze(-1), log_mel, smoothed)
+    far = torch.full_like(log_mel, 1e4)
+    floor = torch.where((whole | short).unsqueeze(-1), candidates, far).amin(
+        dim=1, keepdim=True)
+    gain = torch.clamp(1.0 - over * torch.pow(10.0, (floor - log_mel) / 10.0),
+                       min=10.0 ** (NOISE_GAIN_FLOOR_DB / 10.0))
+    return log_mel + 10.0 * torch.log10(gain)
 
 
 def masked_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5):

@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from speechrnn.text import TOKENS
-from training.features import MFCC, FeatureConfig, frame_count, masked_normalize
+from training.features import (
+    MFCC,
+    FeatureConfig,
+    frame_count,
+    masked_normalize,
+    subtract_noise_floor,
+)
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,9 @@ class CTCModel(nn.Module):
         audio = audio * (steps[None, :] < audio_lengths[:, None]).to(audio.dtype)
         lengths = frame_count(audio_lengths, self.config.features.hop_length)
         log_mel = self.mfcc.log_mel(audio)
+        if self.config.features.noise_subtraction > 0:
+            log_mel = subtract_noise_floor(log_mel, lengths,
+                                           self.config.features.noise_subtraction)
         if mel_augment is not None:
             log_mel = mel_augment(log_mel, lengths)
         return masked_normalize(log_mel @ self.mfcc.dct, lengths), lengths
