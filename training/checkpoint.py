@@ -54,6 +54,14 @@ def history_from(source: str | Path, state: dict) -> dict:
             "gpus": list(prior.get("gpus", []))}
 
 
+def save_derived(path: str | Path, model, source: str | Path, state: dict) -> None:
+    """Save `model`, made from checkpoint `source` (contents `state`) without training
+    (training.restack, training.widen): fine-tuning from it counts the source's time."""
+    train_state = {"elapsed": 0.0, "epoch": 0, **history_from(source, state)}
+    save_checkpoint(path, model, train_state=train_state,
+                    training_data=state.get("training_data"))
+
+
 def load_model(path: str | Path) -> CTCModel:
     """Rebuild the model of a checkpoint, in eval mode."""
     state = load_checkpoint(path)

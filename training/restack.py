@@ -19,12 +19,7 @@ import sys
 
 import torch
 
-from training.checkpoint import (
-    CheckpointError,
-    history_from,
-    load_checkpoint,
-    save_checkpoint,
-)
+from training.checkpoint import CheckpointError, load_checkpoint, save_derived
 from training.model import CTCModel, ModelConfig
 
 
@@ -70,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     model = restack(state, args.stack)
-    # No training of its own: fine-tuning from it counts the source's time (bench_cost).
-    train_state = {"elapsed": 0.0, "epoch": 0, **history_from(args.checkpoint, state)}
-    save_checkpoint(args.output, model, train_state=train_state,
-                    training_data=state.get("training_data"))
+    save_derived(args.output, model, args.checkpoint, state)
     hop_ms = 1000 * model.config.features.hop_length / model.config.features.sample_rate
     print(f"wrote {args.output}: stack {state['model_config'].get('stack')} -> {args.stack} "
           f"(model frames of {args.stack * hop_ms:g} ms)")

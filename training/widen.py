@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from training.checkpoint import CheckpointError, history_from, load_checkpoint, save_checkpoint
+from training.checkpoint import CheckpointError, load_checkpoint, save_derived
 from training.model import CTCModel, ModelConfig
 
 NEW_UNIT_SCALE = 0.1  # of PyTorch's own init range for the new units' incoming weights
@@ -94,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    # No training of its own: fine-tuning from it counts the source's time (bench_cost).
-    train_state = {"elapsed": 0.0, "epoch": 0, **history_from(args.checkpoint, state)}
-    save_checkpoint(args.output, model, train_state=train_state,
-                    training_data=state.get("training_data"))
+    save_derived(args.output, model, args.checkpoint, state)
     print(f"wrote {args.output}: {state['model_config']['hidden']} -> {args.hidden} LSTM units "
           f"each way, {model.num_parameters():,} parameters")
     return 0
