@@ -136,8 +136,7 @@ def subtract_noise_floor(log_mel: torch.Tensor, lengths: torch.Tensor,
     smoothed = nn.functional.avg_pool1d(log_mel.transpose(1, 2), NOISE_FLOOR_FRAMES,
                                         stride=1, padding=half).transpose(1, 2)
     candidates = torch.where(short.unsqueeze(-1), log_mel, smoothed)
-    far = torch.full_like(log_mel, 1e4)
-    floor = torch.where((whole | short).unsqueeze(-1), candidates, far).amin(
+    floor = candidates.masked_fill(~(whole | short).unsqueeze(-1), 1e4).amin(
         dim=1, keepdim=True)
     gain = torch.clamp(1.0 - over * torch.pow(10.0, (floor - log_mel) / 10.0),
                        min=10.0 ** (NOISE_GAIN_FLOOR_DB / 10.0))
