@@ -324,6 +324,24 @@ def test_transients_are_short_bursts_and_the_augmenter_mixes_them_in():
     assert np.sqrt(np.mean(residue ** 2)) > 0.05  # 0 dB: as loud as the tone
 
 
+def test_augmenter_lays_a_steady_hiss_floor_at_the_asked_snr():
+    clean = tone(1.0, 440)
+    config = dict(PLAIN, gain_db=(0.0, 0.0))  # the same draws otherwise
+    plain = Augmenter(AugmentConfig(**config), seed=1)(clean)
+    hissy = Augmenter(AugmentConfig(**config, p_floor=1.0, floor_snr_db=(20.0, 20.0)),
+                      seed=1)(clean)
+    assert hissy.shape == plain.shape and np.isfinite(hissy).all()
+    speech = plain * (hissy @ plain) / (plain @ plain)  # the tone's share of the output
+    floor = hissy - speech
+    assert 10 * np.log10(np.sum(speech ** 2) / np.sum(floor ** 2)) == pytest.approx(20, abs=1)
+    # Steady, and spread up to where /s/ lives, unlike the tone.
+    frames = np.sqrt(np.mean(floor[:len(floor) // 400 * 400].reshape(-1, 400) ** 2, axis=1))
+    assert np.percentile(frames, 90) < 2 * np.percentile(frames, 10)
+    spectrum = np.abs(np.fft.rfft(floor)) ** 2
+    high = np.fft.rfftfreq(len(floor), 1 / 16000) > 3000
+    assert spectrum[high].sum() / spectrum.sum() > 0.01
+
+
 def test_codec_round_trip_loses_more_at_lower_bit_rates_and_the_augmenter_applies_it():
     from training.augment import codec_round_trip
 

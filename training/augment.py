@@ -70,6 +70,11 @@ class AugmentConfig:
     # at random times (`transients`), mixed at their own SNR after the other noise.
     p_transients: float = 0.0
     transients_snr_db: tuple[float, float] = (0.0, 25.0)
+    # A microphone's steady hiss under everything, besides any other noise: the unseen
+    # real speaker's recordings sit on a flat floor only 8-12 dB under the speech above
+    # 3 kHz, where it hides the /s/ of "stop".
+    p_floor: float = 0.0
+    floor_snr_db: tuple[float, float] = (10.0, 30.0)
     gain_db: tuple[float, float] = (-18.0, 6.0)
     pad_seconds: tuple[float, float] = (0.0, 0.4)  # silence re-added at each end
     p_tight: float = 0.25  # share of synthetic clips cut tight to the speech, like real ones
@@ -107,9 +112,10 @@ def trim_silence(audio: np.ndarray, threshold_db: float = -40.0) -> np.ndarray:
     return audio[loud[0] * frame: (loud[-1] + 1) * frame]
 
 
-def coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    """White, pink or brown noise: 1/f^alpha spectrum with random alpha in [0, 2]."""
-    alpha = rng.uniform(0.0, 2.0)
+def coloured_noise(n: int, rng: np.random.Generator,
+                   alphas: tuple[float, float] = (0.0, 2.0)) -> np.ndarray:
+    """White, pink or brown noise: 1/f^alpha spectrum with random alpha in `alphas`."""
+    alpha = rng.uniform(*alphas)
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.arange(len(spec), dtype=np.float64)
     f[0] = 1.0
@@ -308,6 +314,9 @@ class Augmenter:
         if c.p_transients and rng.random() < c.p_transients:
             audio = mix_at_snr(audio, transients(len(audio), rng),
                                rng.uniform(*c.transients_snr_db))
+        if c.p_floor and rng.random() < c.p_floor:
+            audio = mix_at_snr(audio, coloured_noise(len(audio), rng, (0.0, 1.0)),
+                               rng.uniform(*c.floor_snr_db))
         if c.p_eq and rng.random() < c.p_eq:
             audio = random_eq(audio, rng.uniform(-c.eq_db, c.eq_db, size=len(EQ_POINTS)))
         if c.p_clip and rng.random() < c.p_clip:
