@@ -498,6 +498,38 @@ def test_validation_hears_clipped_recordings_as_the_runtime_does(tmp_path):
     np.testing.assert_array_equal(training_batch["audio"][0].numpy(), clipped)
 
 
+def test_the_data_worker_makes_the_features_the_model_would(tmp_path, monkeypatch):
+    manifest = make_corpus(tmp_path / "corpus")
+    cfg = train_mod.load_config(None, tiny_config(tmp_path, manifest))
+    model = CTCModel(train_mod.build_model_config(cfg))
+    clips = train_mod.build_corpus(cfg.data, cfg.seed).train[:6]
+    batch = next(iter(train_mod.make_loader(clips, cfg, None, 0, train=True,
+                                            collate_fn=train_mod.CollateWithFeatures(
+                                                model.config.features))))
+    feats, lengths = model.features(batch["audio"], batch["audio_lengths"])
+    torch.testing.assert_close(batch["feats"], feats, rtol=0, atol=0)
+    assert torch.equal(batch["feat_lengths"], lengths)
+
+    # With a data worker, training steps read the worker's features; without, the model's.
+    real_features = CTCModel.features
+    in_training = []
+
+    def spy(self, *args, **kwargs):
+        in_training.append(self.training)
+        return real_features(self, *args, **kwargs)
+
+    monkeypatch.setattr(CTCModel, "features", spy)
+    for workers in (1, 0):
+        in_training.clear()
+        run = tmp_path / f"run{workers}"
+        train_mod.train(train_mod.load_config(None, tiny_config(
+            tmp_path, manifest, max_epochs=1, workers=workers, run_dir=str(run),
+            output=str(run / "model.pt"))))
+        assert (run / "model.pt").is_file()
+        assert any(in_training) == (workers == 0)
+        assert not all(in_training)  # validation computes its own
+
+
 def test_bucket_sampler_covers_everything_once():
     sampler = BucketBatchSampler([float(i % 7) for i in range(103)], batch_size=8, seed=1)
     batches = list(sampler)

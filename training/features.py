@@ -7,6 +7,7 @@ torchaudio.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -141,6 +142,25 @@ def subtract_noise_floor(log_mel: torch.Tensor, lengths: torch.Tensor,
     gain = torch.clamp(1.0 - over * torch.pow(10.0, (floor - log_mel) / 10.0),
                        min=10.0 ** (NOISE_GAIN_FLOOR_DB / 10.0))
     return log_mel + 10.0 * torch.log10(gain)
+
+
+def model_input(mfcc: MFCC, audio: torch.Tensor, audio_lengths: torch.Tensor,
+                mel_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+    """Padded waveforms [batch, samples] -> normalized MFCC [batch, frames, n_mfcc] and
+    frame lengths: what the network reads.
+
+    `mel_augment(log_mel, lengths)`, in training only, changes the log-mel bands before the
+    DCT (SpecAugment's frequency masks).
+    """
+    steps = torch.arange(audio.shape[1], device=audio.device)
+    audio = audio * (steps[None, :] < audio_lengths[:, None]).to(audio.dtype)
+    lengths = frame_count(audio_lengths, mfcc.config.hop_length)
+    log_mel = mfcc.log_mel(audio)
+    if mfcc.config.noise_subtraction > 0:
+        log_mel = subtract_noise_floor(log_mel, lengths, mfcc.config.noise_subtraction)
+    if mel_augment is not None:
+        log_mel = mel_augment(log_mel, lengths)
+    return masked_normalize(log_mel @ mfcc.dct, lengths), lengths
 
 
 def masked_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5):

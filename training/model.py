@@ -16,9 +16,7 @@ from speechrnn.text import TOKENS
 from training.features import (
     MFCC,
     FeatureConfig,
-    frame_count,
-    masked_normalize,
-    subtract_noise_floor,
+    model_input,
 )
 
 
@@ -126,21 +124,8 @@ class CTCModel(nn.Module):
 
     def features(self, audio: torch.Tensor, audio_lengths: torch.Tensor,
                  mel_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
-        """Normalized MFCC [batch, frames, n_mfcc] and frame lengths.
-
-        `mel_augment(log_mel, lengths)`, in training only, changes the log-mel bands
-        before the DCT (SpecAugment's frequency masks).
-        """
-        steps = torch.arange(audio.shape[1], device=audio.device)
-        audio = audio * (steps[None, :] < audio_lengths[:, None]).to(audio.dtype)
-        lengths = frame_count(audio_lengths, self.config.features.hop_length)
-        log_mel = self.mfcc.log_mel(audio)
-        if self.config.features.noise_subtraction > 0:
-            log_mel = subtract_noise_floor(log_mel, lengths,
-                                           self.config.features.noise_subtraction)
-        if mel_augment is not None:
-            log_mel = mel_augment(log_mel, lengths)
-        return masked_normalize(log_mel @ self.mfcc.dct, lengths), lengths
+        """Normalized MFCC [batch, frames, n_mfcc] and frame lengths (`model_input`)."""
+        return model_input(self.mfcc, audio, audio_lengths, mel_augment)
 
     def encode(self, feats: torch.Tensor, lengths: torch.Tensor):
         """Features -> (log_probs [batch, frames, tokens], frame_lengths)."""
