@@ -530,6 +530,25 @@ def test_the_data_worker_makes_the_features_the_model_would(tmp_path, monkeypatc
         assert not all(in_training)  # validation computes its own
 
 
+def test_byte_dropout_drops_its_share_keeps_the_mean_and_is_off_in_eval():
+    from training.model import ByteDropout
+
+    drop = ByteDropout(0.15)
+    x = torch.ones(64, 100, 160, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(1 - 38 / 256, abs=0.005)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)  # dropped elements pass no gradient
+    assert not torch.equal(kept, drop(x) != 0)  # a new mask each call
+    rows = kept.float().mean(dim=(1, 2))
+    assert rows.min() > 0.8 and rows.max() < 0.9  # no stretch of the mask is biased
+    drop.eval()
+    assert drop(x) is x
+    assert ByteDropout(0.0).train()(x) is x
+
+
 def test_bucket_sampler_covers_everything_once():
     sampler = BucketBatchSampler([float(i % 7) for i in range(103)], batch_size=8, seed=1)
     batches = list(sampler)

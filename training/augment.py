@@ -72,7 +72,8 @@ class AugmentConfig:
     transients_snr_db: tuple[float, float] = (0.0, 25.0)
     # A microphone's steady hiss under everything, besides any other noise: the unseen
     # real speaker's recordings sit on a flat floor only 8-12 dB under the speech above
-    # 3 kHz, where it hides the /s/ of "stop".
+    # 3 kHz, where it hides the /s/ of "stop". Off in the shipped recipe: in stage 2 at 0.5
+    # it gained 1.7 points there and lost 2.1 at 10 dB (docs/experiments.md, "Front end").
     p_floor: float = 0.0
     floor_snr_db: tuple[float, float] = (10.0, 30.0)
     gain_db: tuple[float, float] = (-18.0, 6.0)

@@ -107,6 +107,25 @@ class BiLSTMLayer(nn.Module):
         return out
 
 
+class ByteDropout(nn.Module):
+    """Dropout with `p` rounded to a multiple of 1/256, its mask cut from random bytes,
+    four to each 32-bit draw: on the CPU, torch's own dropout draws one random number an
+    element, a tenth of a training step here; this takes half of that."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.cut = round(p * 256)  # bytes below it drop their element
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.cut == 0:
+            return x
+        n = x.numel()
+        draws = torch.randint(-2**31, 2**31 - 1, ((n + 3) // 4,), dtype=torch.int32,
+                              device=x.device)
+        keep = draws.view(torch.uint8)[:n].view(x.shape) >= self.cut
+        return x * (keep.to(x.dtype) * (256 / (256 - self.cut)))
+
+
 class CTCModel(nn.Module):
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
@@ -119,7 +138,7 @@ class CTCModel(nn.Module):
             BiLSTMLayer(config.proj_dim if i == 0 else 2 * config.hidden, config.hidden)
             for i in range(config.layers)
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = ByteDropout(config.dropout)
         self.output = nn.Linear(2 * config.hidden, len(config.tokens))
 
     def features(self, audio: torch.Tensor, audio_lengths: torch.Tensor,
