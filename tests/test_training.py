@@ -259,6 +259,14 @@ PLAIN = dict(noise_dir=None, rir_dir=None, p_noise=0.0, p_speed=0.0, p_pitch=0.0
              p_reverb=0.0, p_telephone=0.0, p_tight=1.0, pad_seconds=(0.0, 0.0))
 
 
+def plain_and_changed(clean: np.ndarray, **setting) -> tuple[np.ndarray, np.ndarray]:
+    """The clip through an augmenter that changes nothing, and through one with `setting`
+    on; unit gain and the same random draws otherwise."""
+    config = dict(PLAIN, gain_db=(0.0, 0.0))
+    return (Augmenter(AugmentConfig(**config), seed=1)(clean),
+            Augmenter(AugmentConfig(**config, **setting), seed=1)(clean))
+
+
 def test_augmenter_overdrives_clips_when_asked():
     clean = tone(0.5, 440)
 
@@ -291,10 +299,7 @@ def test_random_eq_follows_its_gain_curve_and_the_augmenter_applies_it():
         assert rms_db == pytest.approx(expected_db, abs=0.1)
     assert np.allclose(random_eq(tones[0], np.zeros(6)), tones[0], atol=1e-5)
 
-    clean = tone(0.5, 440)
-    config = dict(PLAIN, gain_db=(0.0, 0.0))  # the same draws otherwise
-    plain = Augmenter(AugmentConfig(**config), seed=1)(clean)
-    coloured = Augmenter(AugmentConfig(**config, p_eq=1.0), seed=1)(clean)
+    plain, coloured = plain_and_changed(tone(0.5, 440), p_eq=1.0)
     assert plain.shape == coloured.shape
     assert not np.allclose(coloured, plain, atol=1e-2)
     assert np.isfinite(coloured).all() and np.abs(coloured).max() <= 1.0
@@ -314,22 +319,15 @@ def test_transients_are_short_bursts_and_the_augmenter_mixes_them_in():
     assert not np.array_equal(x, transients(48000, np.random.default_rng(4)))
     assert np.isfinite(transients(10, np.random.default_rng(0))).all()
 
-    clean = tone(0.5, 440)
-    config = dict(PLAIN, gain_db=(0.0, 0.0))  # the same draws otherwise
-    plain = Augmenter(AugmentConfig(**config), seed=1)(clean)
-    hit = Augmenter(AugmentConfig(**config, p_transients=1.0, transients_snr_db=(0.0, 0.0)),
-                    seed=1)(clean)
+    plain, hit = plain_and_changed(tone(0.5, 440), p_transients=1.0,
+                                   transients_snr_db=(0.0, 0.0))
     assert plain.shape == hit.shape and np.isfinite(hit).all()
     residue = hit / np.abs(hit).max() - plain / np.abs(plain).max()
     assert np.sqrt(np.mean(residue ** 2)) > 0.05  # 0 dB: as loud as the tone
 
 
 def test_augmenter_lays_a_steady_hiss_floor_at_the_asked_snr():
-    clean = tone(1.0, 440)
-    config = dict(PLAIN, gain_db=(0.0, 0.0))  # the same draws otherwise
-    plain = Augmenter(AugmentConfig(**config), seed=1)(clean)
-    hissy = Augmenter(AugmentConfig(**config, p_floor=1.0, floor_snr_db=(20.0, 20.0)),
-                      seed=1)(clean)
+    plain, hissy = plain_and_changed(tone(1.0, 440), p_floor=1.0, floor_snr_db=(20.0, 20.0))
     assert hissy.shape == plain.shape and np.isfinite(hissy).all()
     speech = plain * (hissy @ plain) / (plain @ plain)  # the tone's share of the output
     floor = hissy - speech
