@@ -30,6 +30,7 @@ from benchmarks import (  # noqa: E402
 )
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.scoring import pct  # noqa: E402
+from benchmarks.stats import mcnemar_p  # noqa: E402
 from speechrnn.recognizer import DEFAULT_THRESHOLD, Recognizer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -168,6 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def better_in(by: dict, conds: list[str], figure: str) -> str:
+    """In how many conditions speechrnn's `figure` ("right" or "top1") beats the peer's,
+    and in how many of those by more than chance (McNemar's exact test on the same clips,
+    p < 0.05)."""
+    wins = [c for c in conds if by[c]["ours"][figure] > by[c]["peer"][figure]]
+    sure = sum(mcnemar_p(*by[c]["paired"][figure]) < 0.05 for c in wins)
+    return f"speechrnn better in {len(wins)} of {len(conds)} ({sure} beyond chance)"
+
+
 def summary_rows(acc, acc_summary: dict, fa: dict | None, cost: dict, latency,
                  results: Path = RESULTS) -> list:
     Row = summary.Row
@@ -183,19 +193,17 @@ def summary_rows(acc, acc_summary: dict, fa: dict | None, cost: dict, latency,
         if by["clean"]["peer"]:
             theirs = " / ".join(pct(by[c]["peer"]["right"], 0).replace(" %", "")
                                 for c in conds)
-            wins = sum(by[c]["ours"]["right"] > by[c]["peer"]["right"] for c in conds)
             rows.append(Row(f"PocketSphinx on the same clips, {s.name}, at its threshold "
                             f"{acc_summary['peer_threshold']:.2f} (as many command-free clips "
                             "rejected as speechrnn)", theirs + " %",
-                            f"speechrnn better in {wins} of {len(conds)}", "accuracy.md"))
+                            better_in(by, conds, "right"), "accuracy.md"))
 
             def top1(who, by=by):
                 return " / ".join(pct(by[c][who]["top1"], 0).replace(" %", "") for c in conds)
 
-            wins = sum(by[c]["ours"]["top1"] > by[c]["peer"]["top1"] for c in conds)
             rows.append(Row(f"best command with no rejection (top-1), {s.name}: speechrnn; "
                             "PocketSphinx", f"{top1('ours')} %; {top1('peer')} %",
-                            f"speechrnn better in {wins} of {len(conds)}", "accuracy.md"))
+                            better_in(by, conds, "top1"), "accuracy.md"))
         rej = by["clean"]["ours"]["rejection"]
         if rej == rej:
             peer_rej = by["clean"]["peer"]["rejection"] if by["clean"]["peer"] else None
@@ -205,7 +213,10 @@ def summary_rows(acc, acc_summary: dict, fa: dict | None, cost: dict, latency,
     if fa:
         rows.append(Row(f"false accepts per hour of command-free audio / false rejects, "
                         f"threshold {DEFAULT_THRESHOLD} ({fa['hours'] * 60:.0f} min)",
-                        f"{fa['fa_per_hour']:.1f} / {pct(fa['fr'], 0)}", "< 1 / < 5 %",
+                        f"{fa['fa_per_hour']:.1f} ({fa['fa_interval'][0]:.0f}-"
+                        f"{fa['fa_interval'][1]:.0f}) / {pct(fa['fr'], 0)} "
+                        f"({100 * fa['fr_interval'][0]:.0f}-{100 * fa['fr_interval'][1]:.0f} %)",
+                        "< 1 / < 5 %",
                         "false_alarms.md"))
         rec = fa["recommended"]
         rows.append(Row("recommended threshold (fewest misses under 1 false accept an hour)",

@@ -211,6 +211,22 @@ def rates(items: list[Scored], threshold: float, peer: bool = False) -> dict[str
             "rejection": rejection(items, threshold, peer)}
 
 
+def paired(items: list[Scored], peer_threshold: float, top1: bool = False) -> tuple[int, int]:
+    """Command clips that speechrnn alone gets right, and that the peer alone does (at
+    their thresholds, or their best command with `top1`): the counts McNemar's test reads."""
+    def right(s: Scored, peer: bool) -> bool:
+        v = s.peer if peer else s.ours
+        if top1:
+            return v.best == s.clip.expected
+        return outcome(s.clip.expected,
+                       v.text(peer_threshold if peer else DEFAULT_THRESHOLD)) == "right"
+
+    cmd = [s for s in items if s.clip.kind == "command"]
+    ours, theirs = [right(s, False) for s in cmd], [right(s, True) for s in cmd]
+    return (sum(a and not b for a, b in zip(ours, theirs, strict=True)),
+            sum(b and not a for a, b in zip(ours, theirs, strict=True)))
+
+
 def rtf(items: list[Scored], peer: bool = False) -> float:
     vs = [s.peer if peer else s.ours for s in items]
     audio = sum(v.seconds for v in vs)
@@ -224,9 +240,12 @@ def summary(run: AccuracyRun) -> dict:
         row = {}
         for c in run.conditions:
             items = run.of(s.name, c)
+            has_peer = bool(items) and items[0].peer is not None
             row[c] = {"ours": rates(items, DEFAULT_THRESHOLD),
-                      "peer": rates(items, run.peer_threshold, True) if items and
-                      items[0].peer else None}
+                      "peer": rates(items, run.peer_threshold, True) if has_peer else None,
+                      "paired": {"right": paired(items, run.peer_threshold),
+                                 "top1": paired(items, run.peer_threshold, top1=True)}
+                      if has_peer else None}
         out["sets"][s.name] = row
     out["rtf"] = rtf(run.scored)
     out["peer_rtf"] = rtf(run.scored, True) if run.scored and run.scored[0].peer else None

@@ -44,6 +44,7 @@ from benchmarks.scoring import (  # noqa: E402
     speechrnn_verdict,
     sweep,
 )
+from benchmarks.stats import poisson_interval, wilson_interval  # noqa: E402
 from speechrnn.audio import SAMPLE_RATE  # noqa: E402
 from speechrnn.recognizer import DEFAULT_THRESHOLD, Recognizer  # noqa: E402
 
@@ -268,7 +269,12 @@ def summary(r: FalseAlarmRun) -> dict:
     rec = recommended_threshold(pooled, GOAL_FA)
     at = min(pooled, key=lambda p: abs(p["threshold"] - DEFAULT_THRESHOLD))
     fewest = min(pooled, key=lambda p: (p["fa_per_hour"], p["fr"]))
+    accepted = sum(x.confidence >= DEFAULT_THRESHOLD for x in r.segments)
+    commands = sum(1 for rows in r.clean.values() for x in rows if x[0])
     return {"hours": r.hours, "fa_per_hour": at["fa_per_hour"], "fr": at["fr"],
+            "false_accepts": accepted, "fa_interval": poisson_interval(accepted, r.hours),
+            "commands": commands,
+            "fr_interval": wilson_interval(round(at["fr"] * commands), commands),
             "recommended": rec, "fewest": fewest, "curves": c}
 
 
@@ -305,14 +311,22 @@ def report(r: FalseAlarmRun, command: str, png: Path) -> str:
                      f"{by_kind[kind]} | {by_kind[kind] / (secs / 3600):.0f} |")
     fr_parts = ", ".join(f"{name} {pct(false_reject_rate([x[0] for x in rows], [x[1] for x in rows], DEFAULT_THRESHOLD))}"  # noqa: E501
                          for name, rows in r.clean.items())
+    fa_low, fa_high = s["fa_interval"]
+    fr_low, fr_high = s["fr_interval"]
     lines += [
         "",
         f"## At the default threshold ({DEFAULT_THRESHOLD})",
         "",
+        "95 % intervals count only the sampling of clips and events (exact Poisson for "
+        "false accepts, Wilson for false rejects): more audio of the same kinds, "
+        "other clips of the same voices.",
+        "",
         f"- false accepts: {s['fa_per_hour']:.1f} per hour "
-        f"({int(np.sum(np.asarray(confs) >= DEFAULT_THRESHOLD))} in {r.hours:.2f} h)",
+        f"({s['false_accepts']} in {r.hours:.2f} h; 95 % interval "
+        f"{fa_low:.1f}-{fa_high:.1f})",
         f"- false rejects (clean command clips of held-out voices not recognized as their "
-        f"command): {pct(s['fr'])} ({fr_parts})",
+        f"command): {pct(s['fr'])} of {s['commands']} (95 % interval "
+        f"{100 * fr_low:.1f}-{100 * fr_high:.1f} %; {fr_parts})",
         "- commands that fired: " + (", ".join(f"{w} {n}" for w, n in fired.most_common(12))
                                      or "none"),
     ]

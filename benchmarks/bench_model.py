@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_cost import model_size, on_cores, training_time  # noqa: E402
 from benchmarks.common import machine, real_held_out_specs  # noqa: E402
+from benchmarks.stats import percent_interval  # noqa: E402
 from benchmarks.testsets import held_out_synthetic  # noqa: E402
 from speechrnn.audio import resample, to_16k_mono  # noqa: E402
 from speechrnn.decoding import DEFAULT_BLANK_PENALTY, CommandScorer, greedy_text  # noqa: E402
@@ -87,7 +88,8 @@ def figures(results: list[tuple[str, bool, bool]]) -> dict:
         tally[0] += ok
         tally[1] += 1
     n = max(len(results), 1)
-    return {"clips": len(results), "accuracy": sum(ok for _, ok, _ in results) / n,
+    right = sum(ok for _, ok, _ in results)
+    return {"clips": len(results), "right": right, "accuracy": right / n,
             "exact_spelling": sum(exact for _, _, exact in results) / n,
             "per_word": {w: c / k for w, (c, k) in sorted(per_word.items())}}
 
@@ -250,10 +252,15 @@ def write_report(args, sessions: list[ModelSession], rows, seconds: float) -> No
         out += [f"The last column measures `{other}` "
                 f"(quantization {sessions[1].info.metadata.get('quantization', 'not stated')}) "
                 "on the same clips, noise and all.", ""]
-    out += ["| set | clips | accuracy | exact spelling |" + (f" `{other}` |" if other else ""),
-            "|---|---:|---:|---:|" + ("---:|" if other else "")]
+    out += ["95 % interval: where the accuracy could lie with other clips of the same "
+            "voices (Wilson's interval from the clip count; other voices, noise draws and "
+            "training seeds move it further, see docs/experiments.md).", ""]
+    out += ["| set | clips | accuracy | 95 % interval | exact spelling |"
+            + (f" `{other}` |" if other else ""),
+            "|---|---:|---:|---:|---:|" + ("---:|" if other else "")]
     for name, r in rows:
         out.append(f"| {name} | {r[0]['clips']} | {100 * r[0]['accuracy']:.1f} % | "
+                   f"{percent_interval(r[0]['right'], r[0]['clips'])} | "
                    f"{100 * r[0]['exact_spelling']:.1f} % |"
                    + "".join(f" {100 * x['accuracy']:.1f} % |" for x in r[1:]))
     out += ["", "## Per word (clean synthetic held-out voices)", "", "| word | accuracy |",
