@@ -501,12 +501,15 @@ def test_the_data_worker_makes_the_features_the_model_would(tmp_path, monkeypatc
     cfg = train_mod.load_config(None, tiny_config(tmp_path, manifest))
     model = CTCModel(train_mod.build_model_config(cfg))
     clips = train_mod.build_corpus(cfg.data, cfg.seed).train[:6]
+    plain = next(iter(train_mod.make_loader(clips, cfg, None, 0, train=True)))
     batch = next(iter(train_mod.make_loader(clips, cfg, None, 0, train=True,
                                             collate_fn=train_mod.CollateWithFeatures(
                                                 model.config.features))))
-    feats, lengths = model.features(batch["audio"], batch["audio_lengths"])
+    feats, lengths = model.features(plain["audio"], plain["audio_lengths"])
     torch.testing.assert_close(batch["feats"], feats, rtol=0, atol=0)
     assert torch.equal(batch["feat_lengths"], lengths)
+    assert "audio" not in batch  # the features replace it; nothing reads it after
+    assert torch.equal(batch["targets"], plain["targets"])
 
     # With a data worker, training steps read the worker's features; without, the model's.
     real_features = CTCModel.features

@@ -278,9 +278,11 @@ def _group_held_out(held: list[Utterance], words: set[str]) -> dict[str, list[Ut
 
 
 class CollateWithFeatures:
-    """`collate`, plus the network's input features (`feats`, `feat_lengths`), made in the
-    data worker. The front end has no trained weights, and on a 2-core CPU the main
-    process spends about a tenth of each step on it while the worker has time to spare."""
+    """`collate` with the padded `audio` replaced by the network's input features (`feats`,
+    `feat_lengths`), made in the data worker. The front end has no trained weights, and on
+    a 2-core CPU the main process spends about a tenth of each step on it while the worker
+    has time to spare; the audio, about 5 MB a batch, would cross to the main process
+    unread."""
 
     def __init__(self, features: FeatureConfig):
         self.mfcc = MFCC(features)
@@ -290,7 +292,7 @@ class CollateWithFeatures:
         if batch is not None:
             with torch.no_grad():
                 batch["feats"], batch["feat_lengths"] = model_input(
-                    self.mfcc, batch["audio"], batch["audio_lengths"])
+                    self.mfcc, batch.pop("audio"), batch["audio_lengths"])
         return batch
 
 
