@@ -81,7 +81,8 @@ def write_corpus(root, rows):
         if row["path"].endswith(".wav") and "broken" not in row["path"]:
             sf.write(root / row["path"], vowel(), RATE)
     (root / "broken.wav").write_bytes(b"not audio")
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows)
+                                         + '{"path": \n[1, 2]\n')  # malformed rows
 
 
 def test_corpus_copy_keeps_voice_names_skips_espeak_counts_bad_clips_and_resumes(tmp_path,
@@ -102,7 +103,8 @@ def test_corpus_copy_keeps_voice_names_skips_espeak_counts_bad_clips_and_resumes
         assert rate == RATE and len(audio) == len(vowel())
         assert Change(m["formant_ratio"], m["pitch_median_hz"], m["pitch_range"]) == \
             new_voices.draw_change(3, m["path"])
-    assert "1 failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 failed" in err and "skipped 2 malformed rows" in err
     before = (out / made[0]["path"]).stat().st_mtime_ns
     assert new_voices.convert_corpus(src / "manifest.jsonl", out, seed=3, jobs=1) == 2
     assert (out / made[0]["path"]).stat().st_mtime_ns == before  # made once, kept

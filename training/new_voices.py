@@ -85,19 +85,25 @@ def _convert(task: tuple[str, str, str, int]) -> str | None:
         return f"{src}: {e}"
 
 
-def plan(manifest: Path, out: Path, engines: tuple[str, ...]) -> list[tuple[dict, str, str]]:
-    """(row, source path, relative output path) of each clip to copy."""
-    todo = []
+def plan(manifest: Path, engines: tuple[str, ...]) -> list[tuple[dict, str, str]]:
+    """(row, source path, relative output path) of each clip to copy; malformed rows are
+    skipped with one line giving their count."""
+    todo, bad = [], 0
     for line in manifest.read_text().splitlines():
         if not line.strip():
             continue
-        row = json.loads(line)
-        voice = str(row.get("voice") or "")
-        if voice.split(":")[0] not in engines:
+        try:
+            row = json.loads(line)
+            engine = str(row.get("voice") or "").split(":")[0]
+            src = Path(row["path"])
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            bad += 1
             continue
-        src = Path(row["path"])
-        src = src if src.is_absolute() else manifest.parent / src
-        todo.append((row, str(src), f"wavs/{voice.split(':')[0]}/{src.stem}.wav"))
+        if engine in engines:
+            src = src if src.is_absolute() else manifest.parent / src
+            todo.append((row, str(src), f"wavs/{engine}/{src.stem}.wav"))
+    if bad:
+        print(f"new_voices: {manifest}: skipped {bad} malformed rows", file=sys.stderr)
     return todo
 
 
@@ -106,7 +112,7 @@ def convert_corpus(manifest: Path, out: Path, seed: int = 0,
     """Copy every clip of `engines` in `manifest` with a new voice into `out`; resumable."""
     if not manifest.is_file():
         raise SystemExit(f"new_voices: manifest {manifest} does not exist")
-    todo = plan(manifest, out, engines)
+    todo = plan(manifest, engines)
     if not todo:
         raise SystemExit(f"new_voices: {manifest} has no clips of {', '.join(engines)}")
     for sub in {Path(rel).parent for _, _, rel in todo}:
