@@ -5,6 +5,7 @@ counts bad clips and resumes."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -111,10 +112,13 @@ def test_corpus_copy_keeps_voice_names_skips_espeak_counts_bad_clips_and_resumes
     assert "2 of 3 clips already made" in capsys.readouterr().err
 
 
-def test_a_manifest_without_recorded_voices_ends_with_one_sentence(tmp_path):
+def test_a_bad_manifest_or_no_praat_ends_with_one_sentence(tmp_path, monkeypatch):
     src = tmp_path / "synth"
     write_corpus(src, [{"path": "wavs/c.wav", "text": "up", "voice": "espeak-ng:en-us"}])
     with pytest.raises(SystemExit, match="no clips of flite, festival"):
         new_voices.convert_corpus(src / "manifest.jsonl", tmp_path / "out")
     with pytest.raises(SystemExit, match="does not exist"):
         new_voices.convert_corpus(tmp_path / "missing.jsonl", tmp_path / "out")
+    monkeypatch.setitem(sys.modules, "parselmouth", None)  # not installed
+    with pytest.raises(SystemExit, match="needs the praat-parselmouth package"):
+        new_voices.convert_corpus(src / "manifest.jsonl", tmp_path / "out")

@@ -112,6 +112,11 @@ def convert_corpus(manifest: Path, out: Path, seed: int = 0,
     """Copy every clip of `engines` in `manifest` with a new voice into `out`; resumable."""
     if not manifest.is_file():
         raise SystemExit(f"new_voices: manifest {manifest} does not exist")
+    try:
+        import parselmouth  # noqa: F401
+    except ImportError:
+        raise SystemExit("new_voices: needs the praat-parselmouth package "
+                         "(pip install -e '.[train]')") from None
     todo = plan(manifest, engines)
     if not todo:
         raise SystemExit(f"new_voices: {manifest} has no clips of {', '.join(engines)}")
