@@ -29,6 +29,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from training.synth import write_manifest_rows
+
 FORMANT_RATIO = (0.86, 1.2)  # 1.2: a man's vocal tract to a child's, roughly
 PITCH_MEDIAN_HZ = (85.0, 270.0)
 PITCH_RANGE = (0.6, 1.6)  # the new pitch contour's spread over the old one's
@@ -133,15 +135,8 @@ def convert_corpus(manifest: Path, out: Path, seed: int = 0,
                 failures += 1
                 if failures <= 10:
                     tqdm.write(f"new_voices: {err}")
-    tmp = out / "manifest.jsonl.tmp"
-    n = 0
-    with open(tmp, "w") as f:
-        for row, _, rel in todo:
-            if (out / rel).exists():
-                change = draw_change(seed, rel)
-                f.write(json.dumps({**row, "path": rel, **asdict(change)}) + "\n")
-                n += 1
-    os.replace(tmp, out / "manifest.jsonl")
+    n = write_manifest_rows(out, ({**row, "path": rel, **asdict(draw_change(seed, rel))}
+                                  for row, _, rel in todo))
     print(f"new_voices: {n} clips in {out / 'manifest.jsonl'} ({failures} failed)",
           file=sys.stderr)
     return n

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,13 +220,19 @@ def batches(jobs: list[Job], size: int) -> list[list[Job]]:
 
 def write_manifest(out: Path, jobs: list[Job]) -> int:
     """Manifest of the rendered clips, in plan order; written atomically."""
+    return write_manifest_rows(out, (
+        {"path": job.path, "text": job.label, "voice": f"{job.engine}:{job.voice}",
+         "engine": job.engine, "rate": job.rate, "pitch": job.pitch} for job in jobs))
+
+
+def write_manifest_rows(out: Path, rows: Iterable[dict]) -> int:
+    """`out`/manifest.jsonl of the rows whose audio (`path`, relative to `out`) exists, in
+    order; written atomically. Returns the count written."""
     tmp = out / "manifest.jsonl.tmp"
     n = 0
     with open(tmp, "w") as f:
-        for job in jobs:
-            if (out / job.path).exists():
-                row = {"path": job.path, "text": job.label, "voice": f"{job.engine}:{job.voice}",
-                       "engine": job.engine, "rate": job.rate, "pitch": job.pitch}
+        for row in rows:
+            if (out / row["path"]).exists():
                 f.write(json.dumps(row) + "\n")
                 n += 1
     os.replace(tmp, out / "manifest.jsonl")
