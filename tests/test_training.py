@@ -20,8 +20,10 @@ from training import train as train_mod  # noqa: E402
 from training.augment import (  # noqa: E402
     AugmentConfig,
     Augmenter,
+    coloured_noise,
     mask_mel_bands,
     overdrive,
+    pitch_shift,
     spec_augment,
     trim_silence,
 )
@@ -237,6 +239,55 @@ def test_telephone_band_limit_removes_content_above_4khz():
     high, low = tone(0.5, 6000), tone(0.5, 1000)
     assert rms(aug.telephone(high)) < 0.01 * rms(high)
     assert rms(aug.telephone(low)) > 0.5 * rms(low)
+
+
+def test_pitch_shift_moves_a_tone_keeps_the_length_and_matches_librosa():
+    librosa = pytest.importorskip("librosa")
+
+    def peak_hz(x):
+        spectrum = np.abs(np.fft.rfft(x[4000:-4000] * np.hanning(len(x) - 8000)))
+        return np.argmax(spectrum) * 16000 / (len(x) - 8000)
+
+    clip = tone(1.5, 440)
+    for semitones in (-3.0, 2.0):
+        shifted = pitch_shift(clip, semitones)
+        assert shifted.dtype == np.float32 and len(shifted) == len(clip)
+        assert abs(peak_hz(shifted) - 440 * 2 ** (semitones / 12)) < 3
+        reference = librosa.effects.pitch_shift(clip, sr=16000, n_steps=semitones,
+                                                res_type="soxr_lq")
+        assert np.abs(shifted - reference).max() < 0.01 * np.abs(reference).max()
+    assert len(pitch_shift(clip[:300], 1.0)) == 300  # shorter than one STFT frame
+
+
+def test_coloured_noise_has_the_asked_length_and_slope():
+    rng = np.random.default_rng(0)
+    def low_share(x):  # energy below 500 Hz over all of it
+        power = np.abs(np.fft.rfft(x)) ** 2
+        return power[: len(power) * 500 // 8000].sum() / power.sum()
+
+    white = coloured_noise(24007, rng, (0.0, 0.0))  # a prime length
+    brown = coloured_noise(24007, rng, (2.0, 2.0))
+    assert len(white) == len(brown) == 24007 and white.dtype == np.float32
+    assert 0.04 < low_share(white) < 0.09 and low_share(brown) > 0.9
+
+
+def test_noise_is_a_stretch_of_the_recording_wrapping_round(tmp_path):
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    ramp = (np.arange(1000) / 1000).astype(np.float32)
+    sf.write(noise / "ramp.wav", ramp, 16000, subtype="FLOAT")
+    aug = Augmenter(AugmentConfig(noise_dir=str(noise), rir_dir=None), seed=0)
+    stretches = 0
+    for _ in range(20):
+        out = aug._noise(2500)
+        assert len(out) == 2500
+        if np.isin(out, ramp).all():  # the recording, not made-up noise
+            stretches += 1
+            steps = np.diff(out)
+            # One sample on at a time, jumping back to the start at each wrap.
+            assert np.allclose(steps[steps > 0], 0.001, atol=1e-6)
+            assert np.sum(steps < 0) in (2, 3)
+    assert stretches >= 5
 
 
 def test_overdrive_clips_the_loudest_share_of_samples():

@@ -1,0 +1,83 @@
+"""Benchmark: the training data worker's cost per clip (load, augment, front end).
+
+    python benchmarks/bench_data_pipeline.py [--config C ...] [--batches 150]
+
+Not part of `python -m benchmarks`: it needs the training corpus (`python -m
+training.synth`). On a 2-core CPU one data worker feeds one torch thread, and a step
+waits for whichever is slower, so the worker's milliseconds per clip bound the clips a
+second a stage trains. This runs the worker's own code (`SpeechDataset` with the
+config's augmentation, then `CollateWithFeatures`) on one thread in this process over
+the same batches each time (fixed seeds), and writes benchmarks/results/data_pipeline.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine, write_results  # noqa: E402
+from training.augment import AugmentConfig, Augmenter  # noqa: E402
+from training.datasets import BucketBatchSampler, SpeechDataset, durations  # noqa: E402
+from training.features import FeatureConfig  # noqa: E402
+from training.train import CollateWithFeatures, build_corpus, load_config  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+CONFIGS = ("training/configs/default.json", "training/configs/finetune_silence.json")
+
+
+def worker_ms_per_clip(config: str, batches: int) -> tuple[float, int]:
+    """(milliseconds of worker time per clip, clips timed) for `batches` batches."""
+    cfg = load_config(ROOT / config)
+    utts = durations(build_corpus(cfg.data, cfg.seed).train)
+    augmenter = Augmenter(AugmentConfig(**cfg.augment), seed=cfg.seed)
+    dataset = SpeechDataset(utts, augment=augmenter)
+    sampler = BucketBatchSampler([u.seconds for u in utts], cfg.batch_size, cfg.seed,
+                                 tag_batches=cfg.batch_framing)
+    collate = CollateWithFeatures(FeatureConfig())
+    chosen = list(sampler)[: batches + 5]
+    for indices in chosen[:5]:  # warm up: imports, FFT plans, noise files in the page cache
+        collate([dataset[i] for i in indices])
+    clips, start = 0, time.perf_counter()
+    for indices in chosen[5:]:
+        collate([dataset[i] for i in indices])
+        clips += len(indices)
+    return (time.perf_counter() - start) / clips * 1000, clips
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action="append",
+                        help=f"training config(s) to time (default: {', '.join(CONFIGS)})")
+    parser.add_argument("--batches", type=int, default=150, help="batches timed per config")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    rows = []
+    for config in args.config or CONFIGS:
+        np.random.seed(0)
+        ms, clips = worker_ms_per_clip(config, args.batches)
+        print(f"{config}: {ms:.2f} ms a clip ({clips} clips)")
+        rows.append(f"| `{config}` | {clips} | {ms:.2f} | {1000 / ms:.0f} |")
+    write_results(RESULTS / "data_pipeline.md", [
+        "# Training data worker: cost per clip",
+        "",
+        f"{machine()}. `python benchmarks/bench_data_pipeline.py --batches {args.batches}`: "
+        "one thread, the worker's own code (load, augment, front end) over the same batches "
+        "of each config's training clips. One data worker feeds at most the last column.",
+        "",
+        "| config | clips | worker ms a clip | clips a second, one worker |",
+        "|---|---|---|---|",
+        *rows,
+    ])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
