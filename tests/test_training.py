@@ -35,7 +35,7 @@ from training.datasets import (  # noqa: E402
     split_by_speaker,
 )
 from training.ema import WeightAverage  # noqa: E402
-from training.model import CTCModel, ModelConfig  # noqa: E402
+from training.model import CTCModel, ModelConfig, reverse_padded  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -580,6 +580,18 @@ def test_the_data_worker_makes_the_features_the_model_would(tmp_path, monkeypatc
         assert (run / "model.pt").is_file()
         assert any(in_training) == (workers == 0)
         assert not all(in_training)  # validation computes its own
+
+
+def test_reverse_padded_reverses_each_row_within_its_length_and_back():
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3).requires_grad_()
+    lengths = torch.tensor([4, 2])
+    out = reverse_padded(x, lengths)
+    assert torch.equal(out[0], x[0].flip(0))
+    assert torch.equal(out[1, :2], x[1, :2].flip(0)) and torch.equal(out[1, 2:], x[1, 2:])
+    assert torch.equal(reverse_padded(out, lengths), x)
+    weights = torch.rand_like(x)
+    (out * weights).sum().backward()  # each input frame gets its own output's gradient
+    assert torch.equal(x.grad, reverse_padded(weights, lengths))
 
 
 def test_byte_dropout_drops_its_share_keeps_the_mean_and_is_off_in_eval():
