@@ -30,6 +30,7 @@ from training.features import FeatureConfig  # noqa: E402
 from training.train import CollateWithFeatures, build_corpus, load_config  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+WARM_UP = 5  # batches run before the timing starts
 CONFIGS = ("training/configs/default.json", "training/configs/finetune_silence.json")
 
 
@@ -42,11 +43,13 @@ def worker_ms_per_clip(config: str, batches: int) -> tuple[float, int]:
     sampler = BucketBatchSampler([u.seconds for u in utts], cfg.batch_size, cfg.seed,
                                  tag_batches=cfg.batch_framing)
     collate = CollateWithFeatures(FeatureConfig())
-    chosen = list(sampler)[: batches + 5]
-    for indices in chosen[:5]:  # warm up: imports, FFT plans, noise files in the page cache
+    chosen = list(sampler)[: batches + WARM_UP]
+    if len(chosen) <= WARM_UP:
+        raise SystemExit(f"{config}: too few training clips to time ({len(utts)})")
+    for indices in chosen[:WARM_UP]:  # imports, FFT plans, noise files in the page cache
         collate([dataset[i] for i in indices])
     clips, start = 0, time.perf_counter()
-    for indices in chosen[5:]:
+    for indices in chosen[WARM_UP:]:
         collate([dataset[i] for i in indices])
         clips += len(indices)
     return (time.perf_counter() - start) / clips * 1000, clips

@@ -231,6 +231,19 @@ def test_tagged_sampler_gives_each_batch_one_seed():
     assert sorted(i for b in batches for i, _ in b) == list(range(40))
 
 
+def test_data_pipeline_benchmark_times_the_workers_own_code(tmp_path):
+    from benchmarks.bench_data_pipeline import WARM_UP, worker_ms_per_clip
+
+    manifest = make_corpus(tmp_path / "corpus", n=4 * (WARM_UP + 4))  # 3 of 4 voices train
+    tiny_config(tmp_path, manifest, augment={"noise_dir": None, "rir_dir": None,
+                                             "p_pitch": 1.0, "p_telephone": 1.0})
+    ms, clips = worker_ms_per_clip(str(tmp_path / "config.json"), batches=2)
+    assert clips == 2 * 4 and ms > 0
+    with pytest.raises(SystemExit, match="too few training clips"):
+        tiny_config(tmp_path, make_corpus(tmp_path / "small", n=8))
+        worker_ms_per_clip(str(tmp_path / "config.json"), batches=2)
+
+
 def test_telephone_band_limit_removes_content_above_4khz():
     aug = Augmenter(AugmentConfig(noise_dir=None, rir_dir=None), seed=0)
     def rms(x):  # the middle, away from resampler edge transients
