@@ -24,8 +24,8 @@ from speechrnn.audio import declip
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
-# The telephone channel's 300-3400 Hz band at 8 kHz (designed once: a tenth of a clip's
-# augmentation time when designed per call).
+# The telephone channel's 300-3400 Hz band at 8 kHz, designed once: designing it takes
+# six times as long as filtering a clip with it.
 PHONE_BAND = signal.butter(4, [300, 3400], btype="bandpass", fs=8000, output="sos")
 
 
@@ -133,8 +133,8 @@ def coloured_noise(n: int, rng: np.random.Generator,
 def pitch_shift(audio: np.ndarray, semitones: float, hop: int = 512) -> np.ndarray:
     """`audio` moved `semitones` in pitch, same length: librosa.effects.pitch_shift's
     method (a phase vocoder on its 2048-point STFT stretches the time, soxr resamples it
-    back), with the vocoder as array operations; librosa's loops over frames in Python,
-    half of the call's time."""
+    back), with the vocoder as array operations: librosa loops over frames in Python,
+    and its call takes half as long again (5.0 ms against 3.4 for 1.5 s)."""
     import librosa  # slow to import; only workers that need it pay
 
     rate = 2.0 ** (-semitones / 12)
