@@ -26,8 +26,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import machine, write_results  # noqa: E402
 from training.augment import AugmentConfig, Augmenter  # noqa: E402
 from training.datasets import BucketBatchSampler, SpeechDataset, durations  # noqa: E402
-from training.features import FeatureConfig  # noqa: E402
-from training.train import CollateWithFeatures, build_corpus, load_config  # noqa: E402
+from training.train import (  # noqa: E402
+    CollateWithFeatures,
+    build_corpus,
+    build_model_config,
+    load_config,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 WARM_UP = 5  # batches run before the timing starts
@@ -42,7 +46,7 @@ def worker_ms_per_clip(config: str, batches: int) -> tuple[float, int]:
     dataset = SpeechDataset(utts, augment=augmenter)
     sampler = BucketBatchSampler([u.seconds for u in utts], cfg.batch_size, cfg.seed,
                                  tag_batches=cfg.batch_framing)
-    collate = CollateWithFeatures(FeatureConfig())
+    collate = CollateWithFeatures(build_model_config(cfg).features)  # the config's front end
     chosen = list(sampler)[: batches + WARM_UP]
     if len(chosen) <= WARM_UP:
         raise SystemExit(f"{config}: too few training clips to time ({len(utts)})")
