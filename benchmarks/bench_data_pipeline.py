@@ -6,13 +6,15 @@ Not part of `python -m benchmarks`: it needs the training corpus (`python -m
 training.synth`). On a 2-core CPU one data worker feeds one torch thread, and a step
 waits for whichever is slower, so the worker's milliseconds per clip bound the clips a
 second a stage trains. This runs the worker's own code (`SpeechDataset` with the
-config's augmentation, then `CollateWithFeatures`) on one thread in this process over
+config's augmentation, then `CollateWithFeatures`, through training's `make_loader`)
+on one thread in this process over
 the same batches each time (fixed seeds), and writes benchmarks/results/data_pipeline.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -25,12 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine, write_results  # noqa: E402
 from training.augment import AugmentConfig, Augmenter  # noqa: E402
-from training.datasets import BucketBatchSampler, SpeechDataset, durations  # noqa: E402
+from training.datasets import durations  # noqa: E402
 from training.train import (  # noqa: E402
     CollateWithFeatures,
     build_corpus,
     build_model_config,
     load_config,
+    make_loader,
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -40,22 +43,20 @@ CONFIGS = ("training/configs/default.json", "training/configs/finetune_silence.j
 
 def worker_ms_per_clip(config: str, batches: int) -> tuple[float, int]:
     """(milliseconds of worker time per clip, clips timed) for `batches` batches."""
-    cfg = load_config(ROOT / config)
+    cfg = load_config(ROOT / config, {"workers": 0})  # training's own loader, in this process
     utts = durations(build_corpus(cfg.data, cfg.seed).train)
     augmenter = Augmenter(AugmentConfig(**cfg.augment), seed=cfg.seed)
-    dataset = SpeechDataset(utts, augment=augmenter)
-    sampler = BucketBatchSampler([u.seconds for u in utts], cfg.batch_size, cfg.seed,
-                                 tag_batches=cfg.batch_framing)
     collate = CollateWithFeatures(build_model_config(cfg).features)  # the config's front end
-    chosen = list(sampler)[: batches + WARM_UP]
-    if len(chosen) <= WARM_UP:
+    loader = make_loader(utts, cfg, augmenter, epoch_seed=0, train=True, collate_fn=collate)
+    if len(loader) <= WARM_UP:
         raise SystemExit(f"{config}: too few training clips to time ({len(utts)})")
-    for indices in chosen[:WARM_UP]:  # imports, FFT plans, noise files in the page cache
-        collate([dataset[i] for i in indices])
+    batches_left = iter(loader)
+    for _ in range(WARM_UP):  # imports, FFT plans, noise files in the page cache
+        next(batches_left)
     clips, start = 0, time.perf_counter()
-    for indices in chosen[WARM_UP:]:
-        collate([dataset[i] for i in indices])
-        clips += len(indices)
+    for batch in itertools.islice(batches_left, batches):
+        if batch is not None:
+            clips += len(batch["index"]) + batch["dropped"]
     return (time.perf_counter() - start) / clips * 1000, clips
 
 

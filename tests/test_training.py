@@ -239,8 +239,8 @@ def test_data_pipeline_benchmark_times_the_workers_own_code(tmp_path):
                                              "p_pitch": 1.0, "p_telephone": 1.0})
     ms, clips = worker_ms_per_clip(str(tmp_path / "config.json"), batches=2)
     assert clips == 2 * 4 and ms > 0
+    tiny_config(tmp_path, make_corpus(tmp_path / "small", n=8))
     with pytest.raises(SystemExit, match="too few training clips"):
-        tiny_config(tmp_path, make_corpus(tmp_path / "small", n=8))
         worker_ms_per_clip(str(tmp_path / "config.json"), batches=2)
 
 
