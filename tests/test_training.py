@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from training.datasets import (  # noqa: E402
     read_speech_commands,
     split_by_speaker,
 )
+from training.datasets import main as datasets_main  # noqa: E402
 from training.ema import WeightAverage  # noqa: E402
 from training.model import CTCModel, ModelConfig, reverse_padded  # noqa: E402
 
@@ -118,18 +120,60 @@ def test_a_missing_synthetic_corpus_says_how_to_make_it(tmp_path):
         train_mod.build_corpus(cfg, seed=0)
 
 
-def test_speech_commands_layout(tmp_path):
+def make_speech_commands(root: Path) -> Path:
+    """A tiny Google Speech Commands folder: speaker bb22 validates, cc33 tests."""
     for word, speaker in (("yes", "aa11"), ("yes", "bb22"), ("no", "aa11"), ("no", "cc33")):
-        (tmp_path / word).mkdir(exist_ok=True)
-        sf.write(tmp_path / word / f"{speaker}_nohash_0.wav", tone(0.2, 300), 16000)
-    (tmp_path / "_background_noise_").mkdir()
-    sf.write(tmp_path / "_background_noise_" / "white.wav", tone(0.2, 300), 16000)
-    (tmp_path / "validation_list.txt").write_text("yes/bb22_nohash_0.wav\n")
-    (tmp_path / "testing_list.txt").write_text("no/cc33_nohash_0.wav\n")
-    splits = read_speech_commands(tmp_path)
+        (root / word).mkdir(parents=True, exist_ok=True)
+        sf.write(root / word / f"{speaker}_nohash_0.wav", tone(0.2, 300), 16000)
+    (root / "_background_noise_").mkdir()
+    sf.write(root / "_background_noise_" / "white.wav", tone(0.2, 300), 16000)
+    (root / "validation_list.txt").write_text("yes/bb22_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text("no/cc33_nohash_0.wav\n")
+    return root
+
+
+def test_speech_commands_layout(tmp_path):
+    splits = read_speech_commands(make_speech_commands(tmp_path))
     assert [u.speaker for u in splits["validation"]] == ["bb22"]
     assert [u.text for u in splits["test"]] == ["no"]
     assert sorted(u.text for u in splits["train"]) == ["no", "yes"]
+
+
+def test_speech_commands_split_written_as_a_manifest_reads_back(tmp_path, capsys):
+    gsc = make_speech_commands(tmp_path / "gsc")
+    out = tmp_path / "test.jsonl"
+    assert datasets_main([str(gsc), "-o", str(out)]) == 0
+    assert "1 clips of 1 speakers" in capsys.readouterr().out
+    back = read_manifest(out)
+    assert [(Path(u.path), u.text, u.speaker) for u in back] == [
+        (gsc / "no" / "cc33_nohash_0.wav", "no", "cc33")]
+    assert datasets_main([str(gsc), "-o", str(out), "--split", "train"]) == 0
+    assert sorted(u.text for u in read_manifest(out)) == ["no", "yes"]
+    assert datasets_main([str(tmp_path / "nowhere"), "-o", str(out)]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
+
+
+def test_speech_commands_folder_joins_training_with_its_own_validation(tmp_path):
+    gsc = make_speech_commands(tmp_path / "gsc")
+    cfg = train_mod.DataConfig(synth_manifest=str(make_corpus(tmp_path / "a", n=4)),
+                               synth_held_out_fraction=0.0, real=[],
+                               speech_commands_dir=str(gsc))
+    corpus = train_mod.build_corpus(cfg, seed=0)
+    assert sorted(u.text for u in corpus.train if u.source == "speech_commands") == [
+        "no", "yes"]
+    held, words = corpus.validation["speech_commands"]
+    assert [u.speaker for u in held] == ["bb22"] and "yes" in words
+    missing = replace(cfg, speech_commands_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(train_mod.ConfigError, match="nowhere does not exist: put the Google"):
+        train_mod.build_corpus(missing, seed=0)
+
+
+def test_speech_commands_config_is_the_third_stage_with_that_folder():
+    cfg = train_mod.load_config(ROOT / "training/configs/speech_commands.json")
+    again = train_mod.load_config(ROOT / "training/configs/finetune_again.json")
+    assert cfg.data.speech_commands_dir == "data/speech_commands"
+    assert cfg.init_checkpoint == "training/checkpoints/default.pt"
+    assert replace(cfg, data=again.data, run_dir=again.run_dir, output=again.output) == again
 
 
 def test_augmenter_output_is_finite_bounded_and_varied(tmp_path):

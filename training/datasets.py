@@ -2,14 +2,21 @@
 
 Rows whose audio is missing or unreadable are skipped and counted, never fatal.
 Splits are made by speaker (or voice), so held-out voices are never heard in training.
+
+    python -m training.datasets SPEECH_COMMANDS_DIR -o gsc_test.jsonl [--split test]
+
+writes one split of a local Google Speech Commands folder as a JSONL manifest, which
+`python -m benchmarks --manifest gsc=gsc_test.jsonl` measures.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
 import random
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -96,6 +103,14 @@ def read_speech_commands(root: str | Path) -> dict[str, list[Utterance]]:
                                        "speech_commands"))
     return splits
 
+
+
+def write_manifest(utts: Sequence[Utterance], path: str | Path) -> None:
+    """Utterances -> a JSONL manifest (`path` absolute, `text`, `speaker`, `source`)."""
+    with open(path, "w") as f:
+        for u in utts:
+            f.write(json.dumps({"path": str(Path(u.path).resolve()), "text": u.text,
+                                "speaker": u.speaker, "source": u.source}) + "\n")
 
 def in_held_out(key: str, fraction: float, salt: str = "speechrnn") -> bool:
     """Stable pseudo-random assignment of a speaker/voice to the held-out set."""
@@ -249,3 +264,32 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return sum(-(-min(self.bucket, len(self.seconds) - s) // self.batch_size)
                    for s in range(0, len(self.seconds), self.bucket))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Write one split of a local Google Speech "
+                                "Commands folder (word/*.wav with validation_list.txt and "
+                                "testing_list.txt) as a JSONL manifest.")
+    p.add_argument("folder", help="the Speech Commands folder")
+    p.add_argument("-o", "--output", required=True, help="the manifest to write")
+    p.add_argument("--split", choices=("train", "validation", "test"), default="test",
+                   help="which split (default: test, the clips of speakers that neither "
+                   "training nor validation hears)")
+    args = p.parse_args(argv)
+    try:
+        utts = read_speech_commands(args.folder)[args.split]
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not utts:
+        print(f"error: {args.folder} holds no clips of the {args.split} split (word/*.wav, "
+              "listed in validation_list.txt or testing_list.txt)", file=sys.stderr)
+        return 2
+    write_manifest(utts, args.output)
+    print(f"wrote {args.output}: {len(utts)} clips of {len({u.speaker for u in utts})} "
+          f"speakers, {len({u.text for u in utts})} words")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -253,7 +253,15 @@ def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
         log.info("real %s: %d train clips (x%d), %d held out", manifest, len(tr),
                  int(spec.get("repeat", 1)), len(held))
     if cfg.speech_commands_dir:
-        splits = read_speech_commands(cfg.speech_commands_dir)
+        try:
+            splits = read_speech_commands(cfg.speech_commands_dir)
+        except FileNotFoundError as e:
+            raise ConfigError(f"{e}: put the Google Speech Commands folder (word/*.wav "
+                              "with validation_list.txt and testing_list.txt) there, or "
+                              "set data.speech_commands_dir") from None
+        if not splits["train"]:
+            raise ConfigError(f"Speech Commands folder {cfg.speech_commands_dir} holds no "
+                              "training clips (word/*.wav)")
         train += splits["train"]
         validation["speech_commands"] = (_subset(splits["validation"], cfg.validation_clips,
                                                  rng), sc_words)
