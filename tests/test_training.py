@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 sf = pytest.importorskip("soundfile")
 
+from training import enroll  # noqa: E402
 from training import train as train_mod  # noqa: E402
 from training.augment import (  # noqa: E402
     AugmentConfig,
@@ -951,3 +952,64 @@ def test_widened_checkpoint_computes_what_it_did_until_its_new_units_train(tmp_p
     assert torch.load(out, weights_only=False)["train_state"]["init_elapsed"] == 600.0
     assert widen.main([str(source), "--hidden", "4", "-o", str(out)]) == 1  # narrower
     assert widen.main([str(tmp_path / "missing.pt"), "--hidden", "12", "-o", str(out)]) == 1
+
+
+def enrollment_folder(root: Path) -> Path:
+    """Recordings laid out as `training.enroll` reads them: a folder a command."""
+    for folder, freq in (("lights_on", 440.0), ("stop", 880.0), ("_no_command", 0.0)):
+        (root / folder).mkdir(parents=True)
+        for i in range(2):
+            sf.write(root / folder / f"{i}.wav", tone(0.4, freq), 16000)
+    (root / "stop" / "notes.txt").write_text("not audio")
+    return root
+
+
+def test_enrollment_recordings_from_a_folder_or_a_manifest(tmp_path):
+    utts = enroll.read_recordings(enrollment_folder(tmp_path / "mine"))
+    assert sorted(u.text for u in utts) == ["", "", "lights on", "lights on", "stop", "stop"]
+    assert {(u.speaker, u.source) for u in utts} == {("you", "enrollment")}
+    assert all(Path(u.path).is_absolute() and Path(u.path).is_file() for u in utts)
+    assert enroll.commands_of(utts) == ["lights on", "stop"]
+    from_manifest = enroll.read_recordings(make_corpus(tmp_path / "c", n=4))
+    assert [u.text for u in from_manifest] == ["yes", "no", "yes", "no"]
+    assert {u.speaker for u in from_manifest} == {"you"}
+    with pytest.raises(train_mod.ConfigError, match="nowhere do not exist"):
+        enroll.read_recordings(tmp_path / "nowhere")
+    (tmp_path / "quiet" / "_no_command").mkdir(parents=True)
+    with pytest.raises(train_mod.ConfigError, match="no recording of a command"):
+        enroll.read_recordings(tmp_path / "quiet")
+
+
+def test_enrollment_config_continues_the_model_with_the_recordings_repeated(tmp_path):
+    base = train_mod.load_config(ROOT / "training/configs/finetune_again.json")
+    cfg = enroll.enrollment_config(base, tmp_path / "r.jsonl", 150, tmp_path, 7.5, "a.pt")
+    assert cfg.data.real == [*base.data.real, {"manifest": str(tmp_path / "r.jsonl"),
+                                               "repeat": 14}]  # 150 x 14 >= 2,000
+    assert (cfg.init_checkpoint, cfg.max_minutes) == ("a.pt", 7.5)
+    assert Path(cfg.output).parent == tmp_path and Path(cfg.run_dir).parent == tmp_path
+    assert replace(cfg, data=base.data, run_dir=base.run_dir, output=base.output,
+                   init_checkpoint=base.init_checkpoint, max_minutes=base.max_minutes) == base
+
+
+def test_enroll_trains_on_the_recordings_and_exports_models_with_their_commands(
+        tmp_path, monkeypatch, capsys):
+    from export.onnx_export import read_metadata
+
+    corpus = make_corpus(tmp_path / "corpus")
+    tiny_config(tmp_path, corpus, max_epochs=1)  # tmp_path/config.json
+    config = tmp_path / "config.json"
+    base = train_mod.train(train_mod.load_config(config))
+    monkeypatch.setattr(enroll, "CLIPS_PER_EPOCH", 12)  # 6 recordings twice an epoch
+    out = tmp_path / "enrolled"
+    assert enroll.main([str(enrollment_folder(tmp_path / "mine")), "--out", str(out),
+                        "--checkpoint", str(base), "--config", str(config),
+                        "--no-verifier"]) == 0
+    assert "only 2 recording(s) of 'stop'" in capsys.readouterr().err
+    log = (out / "run" / "train.log").read_text()
+    assert "recordings.jsonl: 6 train clips (x2)" in log
+    assert f"starting from the weights of {base}" in log
+    for model in ("speechrnn.onnx", "speechrnn.int8.onnx"):
+        assert json.loads(read_metadata(out / model)["default_commands"]) == [
+            "lights on", "stop"]
+    assert enroll.main([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "error: recordings" in capsys.readouterr().err

@@ -267,7 +267,8 @@ class BucketBatchSampler(torch.utils.data.Sampler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Write one split of a local Google Speech "
+    p = argparse.ArgumentParser(prog="python -m training.datasets",
+                                description="Write one split of a local Google Speech "
                                 "Commands folder (word/*.wav with validation_list.txt and "
                                 "testing_list.txt) as a JSONL manifest.")
     p.add_argument("folder", help="the Speech Commands folder")
