@@ -34,7 +34,12 @@ from benchmarks import bench_model as bm  # noqa: E402
 from benchmarks.common import machine, real_held_out_specs, write_results  # noqa: E402
 from benchmarks.testsets import held_out_synthetic  # noqa: E402
 from speechrnn.session import ModelSession  # noqa: E402
-from training.datasets import load_audio, read_manifest, write_manifest  # noqa: E402
+from training.datasets import (  # noqa: E402
+    Utterance,
+    load_audio,
+    read_manifest,
+    write_manifest,
+)
 from training.enroll import CLIPS_PER_EPOCH, enrollment_config  # noqa: E402
 from training.train import CONFIG_DIR, load_config, train  # noqa: E402
 
@@ -42,11 +47,16 @@ RESULTS = ROOT / "benchmarks" / "results"
 CHECKPOINT = "training/checkpoints/default.pt"
 
 
-def split_speaker(per_command: int, seed: int = 0):
-    """(enrolment clips, test clips, his words) of the held-out real speaker: his clips
-    shuffled, half of them kept for testing, `per_command` of each word from the rest."""
+def held_out_speaker() -> list[Utterance]:
+    """The clips of words of the real speaker that training holds out."""
     spec = real_held_out_specs()[0]
-    clips = [u for u in read_manifest(spec.manifest) if u.source in spec.sources and u.text]
+    return [u for u in read_manifest(spec.manifest) if u.source in spec.sources and u.text]
+
+
+def split_clips(clips: list[Utterance], per_command: int, seed: int = 0):
+    """(enrolment clips, test clips, words): the clips shuffled, half of them kept for
+    testing, `per_command` of each word taken from the other half."""
+    clips = list(clips)
     random.Random(seed).shuffle(clips)
     test, pool = clips[: len(clips) // 2], clips[len(clips) // 2:]
     words = sorted({u.text for u in clips})
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     start = time.time()
     header = f"Measured {date.today()} on {machine()}"
-    enrol, test, words = split_speaker(args.per_command)
+    enrol, test, words = split_clips(held_out_speaker(), args.per_command)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         write_manifest(enrol, out / "recordings.jsonl")

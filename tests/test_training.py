@@ -1013,3 +1013,21 @@ def test_enroll_trains_on_the_recordings_and_exports_models_with_their_commands(
             "lights on", "stop"]
     assert enroll.main([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "error: recordings" in capsys.readouterr().err
+
+
+def test_enrollment_benchmark_tests_on_clips_it_never_enrolls():
+    from benchmarks.bench_enroll import split_clips, transform_for
+    from training.datasets import Utterance
+
+    clips = [Utterance(f"{w}{i}.wav", w, "s", "ros") for w in ("one", "two", "stop")
+             for i in range(30)]
+    enrol, test, words = split_clips(clips, per_command=4)
+    assert words == ["one", "stop", "two"]
+    assert len(test) == 45 and not {u.path for u in enrol} & {u.path for u in test}
+    assert sorted(u.text for u in enrol) == ["one"] * 4 + ["stop"] * 4 + ["two"] * 4
+    assert split_clips(clips, per_command=4) == (enrol, test, words)  # seeded
+    noise = [np.ones(8000, np.float32)]
+    first, again = transform_for("10 dB", noise), transform_for("10 dB", noise)
+    clip = tone(0.3, 300)
+    assert np.array_equal(first(clip), again(clip))  # every model hears the same noise
+    assert transform_for("clean", noise) is None
