@@ -167,6 +167,10 @@ def test_speech_commands_folder_joins_training_with_its_own_validation(tmp_path)
     missing = replace(cfg, speech_commands_dir=str(tmp_path / "nowhere"))
     with pytest.raises(train_mod.ConfigError, match="nowhere does not exist: put the Google"):
         train_mod.build_corpus(missing, seed=0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(train_mod.ConfigError, match="empty holds no training clips"):
+        train_mod.build_corpus(replace(cfg, speech_commands_dir=str(tmp_path / "empty")),
+                               seed=0)
 
 
 def test_speech_commands_config_is_the_third_stage_with_that_folder():

@@ -104,13 +104,13 @@ def read_speech_commands(root: str | Path) -> dict[str, list[Utterance]]:
     return splits
 
 
-
 def write_manifest(utts: Sequence[Utterance], path: str | Path) -> None:
     """Utterances -> a JSONL manifest (`path` absolute, `text`, `speaker`, `source`)."""
     with open(path, "w") as f:
         for u in utts:
             f.write(json.dumps({"path": str(Path(u.path).resolve()), "text": u.text,
                                 "speaker": u.speaker, "source": u.source}) + "\n")
+
 
 def in_held_out(key: str, fraction: float, salt: str = "speechrnn") -> bool:
     """Stable pseudo-random assignment of a speaker/voice to the held-out set."""
