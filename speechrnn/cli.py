@@ -1,5 +1,6 @@
 """The `speechrnn` command: `transcribe` here; `listen` and `devices` come from
-speechrnn.cli_listen when it is installed.
+speechrnn.cli_listen, and `record` from speechrnn.cli_record (which uses its display),
+when they are installed.
 
 Subcommand modules provide `add_parsers(subparsers)`; each parser they add sets
 `func=handler` with `handler(args) -> exit status`.
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
             raise
     else:
         cli_listen.add_parsers(subparsers)
+        importlib.import_module("speechrnn.cli_record").add_parsers(subparsers)
     return parser
 
 

@@ -234,3 +234,39 @@ def test_listen_through_pulseaudio_spoken_commands(pulse, tmp_path):
     assert is_subsequence([e for e in expected if e], got), (got, expected)
 
 
+
+
+def test_record_through_pulseaudio(pulse, tmp_path):
+    """`speechrnn record` cuts takes from a real audio stack and stops once it has them."""
+    wav = tmp_path / "words.wav"
+    tone_words(wav)
+    out = tmp_path / "my_voice"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "speechrnn", "record", "stop", "go", "--takes", "1",
+         "--device", "pulse", "--out", str(out)],
+        env=pulse, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    ready = threading.Event()
+
+    def read_err():
+        for line in proc.stderr:
+            err.append(line)
+            if line.startswith("recording from"):
+                ready.set()
+
+    reader = threading.Thread(target=read_err, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(60), "".join(err)
+        play(pulse, wav)  # three bursts: the first two are the takes
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=5)
+    assert proc.returncode == 0, "".join(err)
+    for command in ("stop", "go"):
+        audio, rate = sf.read(out / command / "01.wav")
+        assert rate == 16000 and 0.4 < len(audio) / rate < 1.2
+    assert "done: 2 take(s) saved" in "".join(err)
