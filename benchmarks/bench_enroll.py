@@ -9,7 +9,9 @@ random: --per-command recordings of each word enroll him, as a user would, and t
 other half of his clips, never heard in training, measure him before and after, clean,
 under training's noise recordings at 10 and 0 dB and at 8 kHz (the checks of
 bench_model.py, against his ten words). Held-out synthetic voices and the real word
-"jarvis" show what the enrolment costs the voices it was not for. Writes
+"jarvis" show what the enrolment costs the voices it was not for; the runtime's
+answers at several thresholds (right, wrong, rejected) and its accepts on his clips
+without a command show what `speechrnn transcribe` gives him. Writes
 benchmarks/results/enroll.md. The recordings of both halves come from one session and
 one microphone, so the "after" figures are what a user gets at the microphone he
 enrolled with, not a new speaker's.
@@ -49,10 +51,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 CHECKPOINT = "training/checkpoints/default.pt"
 
 
-def held_out_speaker() -> list[Utterance]:
-    """The clips of words of the real speaker that training holds out."""
+def held_out_speaker(words: bool = True) -> list[Utterance]:
+    """The clips of words (or, with words=False, his clips without one) of the real
+    speaker that training holds out."""
     spec = real_held_out_specs()[0]
-    return [u for u in read_manifest(spec.manifest) if u.source in spec.sources and u.text]
+    return [u for u in read_manifest(spec.manifest)
+            if u.source in spec.sources and bool(u.text) == words]
 
 
 def split_clips(clips: list[Utterance], per_command: int, seed: int = 0):
@@ -93,15 +97,26 @@ def measure(models: list[str], sets) -> list[tuple[str, list[float]]]:
     return rows
 
 
-def through_runtime(models: list[str], clips, words: list[str]) -> list[float]:
-    """Each model's share (%) of clips given exactly their word by the runtime at the
-    default threshold, as `speechrnn transcribe` decides a short file."""
-    shares = []
-    for model in models:
-        recognizer = Recognizer(model, words)
-        right = sum(speechrnn_verdict(recognizer, audio).text(DEFAULT_THRESHOLD) == text
-                    for audio, text in clips)
-        shares.append(100 * right / len(clips))
+THRESHOLDS = (0.25, 0.5, DEFAULT_THRESHOLD, 0.9)
+
+
+def through_runtime(model: str, clips, words: list[str], free_clips
+                    ) -> dict[float, tuple[float, float, float, float]]:
+    """What the runtime (`speechrnn transcribe --commands`, a short file each) gives at
+    each of THRESHOLDS: % of command clips given their word, another word, or nothing,
+    and % of command-free clips given a command."""
+    recognizer = Recognizer(model, words)
+    said = [(speechrnn_verdict(recognizer, audio), text) for audio, text in clips]
+    free = [speechrnn_verdict(recognizer, audio) for audio, _ in free_clips]
+    shares = {}
+    for threshold in THRESHOLDS:
+        heard = [(v.text(threshold), text) for v, text in said]
+        right = sum(got == text for got, text in heard)
+        rejected = sum(got == "" for got, _ in heard)
+        accepted = sum(v.text(threshold) != "" for v in free)
+        shares[threshold] = (100 * right / len(heard),
+                             100 * (len(heard) - right - rejected) / len(heard),
+                             100 * rejected / len(heard), 100 * accepted / len(free))
     return shares
 
 
@@ -143,10 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
         models = ROOT / "speechrnn/models"
         rows = measure([str(models / "speechrnn.onnx"), str(out / "speechrnn.onnx")], sets)
+        free_clips = bm.load_clips(held_out_speaker(words=False))
+        runtime = [through_runtime(str(m), test_clips, words, free_clips)
+                   for m in (models / "speechrnn.int8.onnx", out / "speechrnn.int8.onnx")]
         rows.append(("the enrolled speaker's other clips, clean, through the runtime "
                      f"(int8, its verifier, threshold {DEFAULT_THRESHOLD:g})",
-                     through_runtime([str(models / "speechrnn.int8.onnx"),
-                                      str(out / "speechrnn.int8.onnx")], test_clips, words)))
+                     [shares[DEFAULT_THRESHOLD][0] for shares in runtime]))
     repeat = -(-CLIPS_PER_EPOCH // len(enrol))
     lines = [
         "# Enrolment: the model adapted to one real speaker's voice",
@@ -169,6 +186,17 @@ def main(argv: list[str] | None = None) -> int:
         "| set | before (the shipped model) | after enrolment |",
         "|---|---:|---:|",
         *[f"| {name} | {before:.1f} % | {after:.1f} % |" for name, (before, after) in rows],
+        "",
+        "Through the runtime at other thresholds (`--threshold`): of his test clips, the "
+        "share given their word, another word, or nothing; and of his "
+        f"{len(free_clips)} clips without a command (the recordings' `none` folder, none "
+        "of them in training), the share given a command.",
+        "",
+        "| threshold | right, before / after | wrong word, before / after "
+        "| rejected, before / after | command-free clips accepted, before / after |",
+        "|---:|---:|---:|---:|---:|",
+        *[f"| {t:g} | " + " | ".join(f"{runtime[0][t][i]:.1f} / {runtime[1][t][i]:.1f} %"
+                                     for i in range(4)) + " |" for t in THRESHOLDS],
     ]
     write_results(args.out, lines)
     return 0

@@ -1035,3 +1035,18 @@ def test_enrollment_benchmark_tests_on_clips_it_never_enrolls():
     clip = tone(0.3, 300)
     assert np.array_equal(first(clip), again(clip))  # every model hears the same noise
     assert transform_for("clean", noise) is None
+
+
+def test_enrollment_benchmark_runtime_shares_across_thresholds(tiny_model_path):
+    from benchmarks.bench_enroll import THRESHOLDS, through_runtime
+
+    clips = [(tone(0.4 + 0.1 * i, 200 + 50 * i), w) for i, w in enumerate(["one", "two"] * 3)]
+    free = [(tone(0.5, 900 + 100 * i), "") for i in range(4)]
+    shares = through_runtime(str(tiny_model_path), clips, ["one", "two"], free)
+    assert list(shares) == list(THRESHOLDS)
+    for right, wrong, rejected, accepted in shares.values():
+        assert right + wrong + rejected == pytest.approx(100)
+        assert 0 <= accepted <= 100
+    rows = [shares[t] for t in THRESHOLDS]
+    # a higher threshold rejects at least as many clips and accepts no more
+    assert all(a[2] <= b[2] and a[3] >= b[3] for a, b in zip(rows, rows[1:]))
