@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from speechrnn.audio import SAMPLE_RATE
 
@@ -131,20 +132,27 @@ def plan_takes(commands: list[str], out: Path, takes: int) -> list[Plan]:
     return plans
 
 
+@dataclass
+class _Progress:
+    saved: int = 0  # takes written this run
+
+
 def run_record(args: argparse.Namespace) -> int:
     from speechrnn.cli_listen import Display
 
     display = Display(jsonl=False)
+    # Ctrl-C is how a session ends early, even when started from a shell that made
+    # background jobs ignore SIGINT.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    saved = [0]
+    progress = _Progress()
     try:
-        status = _record(args, display, saved)
+        return _record(args, display, progress)
     except KeyboardInterrupt:
-        display.message(f"stopped: {saved[0]} take(s) saved in {args.out}; run the same "
-                        "command again to go on")
+        display.message(f"stopped: {progress.saved} take(s) saved in {args.out}; run the "
+                        "same command again to go on")
         return EXIT_OK
-    return status
+
 
 
 def _load_commands(args: argparse.Namespace) -> list[str]:
@@ -161,9 +169,7 @@ def _load_commands(args: argparse.Namespace) -> list[str]:
     return normalize_commands(args.commands)
 
 
-def _record(args: argparse.Namespace, display, saved: list[int]) -> int:
-    import soundfile as sf
-
+def _record(args: argparse.Namespace, display, progress: _Progress) -> int:
     from speechrnn.audio import AudioError, audio_info
     from speechrnn.commands import CommandsError
     from speechrnn.mic import MicError, Microphone
@@ -199,7 +205,7 @@ def _record(args: argparse.Namespace, display, saved: list[int]) -> int:
             for block, _ in blocks:
                 display.block(block)
                 for segment in segmenter.push(block):
-                    saved[0] += _take(segment, todo, display, sf)
+                    progress.saved += _take(segment, todo, display)
                     if not todo:
                         break
                     _prompt(display, todo[0], args.takes)
@@ -208,7 +214,7 @@ def _record(args: argparse.Namespace, display, saved: list[int]) -> int:
             else:
                 for segment in segmenter.flush():
                     if todo:
-                        saved[0] += _take(segment, todo, display, sf)
+                        progress.saved += _take(segment, todo, display)
     except MicError as e:
         display.message(f"speechrnn: {e}")
         return e.exit_code
@@ -217,9 +223,9 @@ def _record(args: argparse.Namespace, display, saved: list[int]) -> int:
         return EXIT_FAILED
     if todo:
         display.message(f"the input ended with {len(todo)} take(s) still to record; "
-                        f"{saved[0]} saved in {args.out}")
+                        f"{progress.saved} saved in {args.out}")
         return EXIT_OK
-    display.message(f"done: {saved[0]} take(s) saved in {args.out}. Adapt the model to them "
+    display.message(f"done: {progress.saved} take(s) saved in {args.out}. Adapt the model to them "
                     f"with\n  python -m training.enroll {args.out} --out runs/enroll")
     return EXIT_OK
 
@@ -230,7 +236,7 @@ def _prompt(display, item: tuple[Plan, int], takes: int) -> None:
     display.message(f'say "{plan.command}"  ({have} of {takes})')
 
 
-def _take(segment, todo: list[tuple[Plan, int]], display, sf) -> bool:
+def _take(segment, todo: list[tuple[Plan, int]], display) -> bool:
     """Save a segment as the next take, or say why not; True if saved."""
     problem = take_problem(segment.audio, segment.duration)
     if problem:
