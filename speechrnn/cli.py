@@ -86,7 +86,8 @@ def add_decoder_options(p: argparse.ArgumentParser, threshold_help: str) -> None
     p.add_argument("--threshold", type=threshold_value, metavar="X", help=threshold_help)
 
 
-def _jobs(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of 1 or more."""
     try:
         value = int(text)
     except ValueError:
@@ -113,7 +114,7 @@ def add_transcribe_parser(subparsers) -> None:
                    help="output format (default: text)")
     p.add_argument("-o", "--output", type=Path, metavar="FILE",
                    help="write results to FILE (default: stdout)")
-    p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
+    p.add_argument("-j", "--jobs", type=positive_int, default=1, metavar="N",
                    help="files transcribed in parallel (default: 1)")
     p.add_argument("--model", type=Path, metavar="FILE",
                    help="ONNX model (default: the model bundled with speechrnn; "

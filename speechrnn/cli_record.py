@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from speechrnn.audio import SAMPLE_RATE
+from speechrnn.cli import positive_int
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_TAKES = 10  # what bench_enroll measured
@@ -65,7 +66,7 @@ def add_parsers(subparsers) -> None:
                    help="the commands, one a line, as for transcribe and listen")
     p.add_argument("--out", type=Path, default=Path("my_voice"), metavar="DIR",
                    help="the folder for the recordings (default: my_voice)")
-    p.add_argument("--takes", type=_positive, default=DEFAULT_TAKES, metavar="N",
+    p.add_argument("--takes", type=positive_int, default=DEFAULT_TAKES, metavar="N",
                    help=f"recordings of each command (default: {DEFAULT_TAKES})")
     p.add_argument("--device", metavar="INDEX|NAME",
                    help="input device: index or (part of) its name from `speechrnn "
@@ -73,16 +74,6 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--input", type=Path, metavar="FILE",
                    help="cut the takes from an audio file instead of a microphone")
     p.set_defaults(func=run_record)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
-    return value
 
 
 def folder_name(command: str) -> str:
