@@ -236,6 +236,8 @@ def _take(segment, todo: list[tuple[Plan, int]], display) -> bool:
     plan, number = todo.pop(0)
     plan.folder.mkdir(parents=True, exist_ok=True)
     path = plan.folder / f"{number:02d}.wav"
-    sf.write(path, segment.audio, SAMPLE_RATE, subtype="PCM_16")
+    part = path.with_name(path.name + ".part")  # a take cut short by Ctrl-C is no take
+    sf.write(part, segment.audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    part.replace(path)
     print(f"{path}\t{plan.command}\t{segment.duration:.2f} s", flush=True)
     return True
