@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import bench_model as bm  # noqa: E402
+from benchmarks.bench_false_alarms import Hour, command_free_audio, pools  # noqa: E402
 from benchmarks.common import machine, real_held_out_specs, write_results  # noqa: E402
 from benchmarks.scoring import (  # noqa: E402
     false_accepts_per_hour,
@@ -124,8 +125,6 @@ def false_accepts(model: str, words: list[str], clip_pools, minutes: float
     """False accepts an hour at each of THRESHOLDS on `minutes` of command-free audio
     (bench_false_alarms' mix of other words, music and noise; the same for every model),
     decoded against `words` as `speechrnn transcribe` decodes a long file."""
-    from benchmarks.bench_false_alarms import Hour, command_free_audio
-
     hour = Hour()
     recognizer = Recognizer(model, words, threshold=min(THRESHOLDS))
     segments = long_form_segments(recognizer, command_free_audio(
@@ -177,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure([str(models / "speechrnn.onnx"), str(out / "speechrnn.onnx")], sets)
         int8 = [str(models / "speechrnn.int8.onnx"), str(out / "speechrnn.int8.onnx")]
         runtime = [through_runtime(m, test_clips, words) for m in int8]
-        from benchmarks.bench_false_alarms import pools
-
         clip_pools = pools(words)
         alarms = [false_accepts(m, words, clip_pools, args.alarm_minutes) for m in int8]
         rows.append(("the enrolled speaker's other clips, clean, through the runtime "

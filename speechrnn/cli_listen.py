@@ -254,10 +254,13 @@ def _listen(args: argparse.Namespace, display: Display, state: _State) -> int:
                 if event.type in state.counts:
                     state.counts[event.type] += 1
                 display.event(event)
-    except MicError as e:
-        display.message(f"speechrnn: {e}")
-        return e.exit_code
-    except AudioError as e:
-        display.message(f"speechrnn: {e}")
-        return EXIT_FAILED
+    except (MicError, AudioError) as e:
+        return report_source_error(display, e)
     return EXIT_OK
+
+
+def report_source_error(display: Display, error: Exception) -> int:
+    """Say why the microphone or input file failed mid-stream; its exit status (a
+    MicError carries its own, a damaged file is 1)."""
+    display.message(f"speechrnn: {error}")
+    return getattr(error, "exit_code", EXIT_FAILED)

@@ -18,8 +18,8 @@ import soundfile as sf
 
 from speechrnn.audio import SAMPLE_RATE
 from speechrnn.cli import positive_int
+from speechrnn.cli_listen import EXIT_OK, EXIT_USAGE, Display, report_source_error
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_TAKES = 10  # what bench_enroll measured
 # A take is kept only if it sounds like one command said clearly.
 MAX_TAKE_SECONDS = 4.0
@@ -129,8 +129,6 @@ class _Progress:
 
 
 def run_record(args: argparse.Namespace) -> int:
-    from speechrnn.cli_listen import Display
-
     display = Display(jsonl=False)
     # Ctrl-C is how a session ends early, even when started from a shell that made
     # background jobs ignore SIGINT.
@@ -143,7 +141,6 @@ def run_record(args: argparse.Namespace) -> int:
         display.message(f"stopped: {progress.saved} take(s) saved in {args.out}; run the "
                         "same command again to go on")
         return EXIT_OK
-
 
 
 def _load_commands(args: argparse.Namespace) -> list[str]:
@@ -160,7 +157,7 @@ def _load_commands(args: argparse.Namespace) -> list[str]:
     return normalize_commands(args.commands)
 
 
-def _record(args: argparse.Namespace, display, progress: _Progress) -> int:
+def _record(args: argparse.Namespace, display: Display, progress: _Progress) -> int:
     from speechrnn.audio import AudioError, audio_info
     from speechrnn.commands import CommandsError
     from speechrnn.mic import MicError, Microphone
@@ -206,12 +203,8 @@ def _record(args: argparse.Namespace, display, progress: _Progress) -> int:
                 for segment in segmenter.flush():
                     if todo:
                         progress.saved += _take(segment, todo, display)
-    except MicError as e:
-        display.message(f"speechrnn: {e}")
-        return e.exit_code
-    except AudioError as e:
-        display.message(f"speechrnn: {e}")
-        return EXIT_FAILED
+    except (MicError, AudioError) as e:
+        return report_source_error(display, e)
     if todo:
         display.message(f"the input ended with {len(todo)} take(s) still to record; "
                         f"{progress.saved} saved in {args.out}")
